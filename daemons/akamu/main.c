@@ -1,0 +1,192 @@
+/*
+ * akamu - ACME (RFC 8555) certificate authority.
+ *
+ * Startup: config (-c FILE, else $AKAMU_CONFIG, else /etc/akamu/akamu.toml)
+ * -> store -> HTTP listener; then the main thread waits for signals:
+ * SIGTERM/SIGINT stop gracefully, SIGHUP re-reads the config.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "akamu.h"
+#include "util/log.h"
+#include "util/sig.h"
+
+#define DEFAULT_CONFIG "/etc/akamu/akamu.toml"
+#define MOD            "akamu"
+
+static void usage(FILE *f)
+{
+    fputs("usage: akamu [-c FILE] [--check-config] [--allow-unknown-keys]\n"
+          "       akamu --version | --help\n"
+          "  -c FILE               config file (default: $AKAMU_CONFIG, else " DEFAULT_CONFIG
+          ")\n"
+          "  --check-config        validate the config and exit 0 (valid) or 1\n"
+          "  --allow-unknown-keys  warn about unknown config keys instead of refusing\n",
+          f);
+}
+
+static void apply_log_level(const struct akamu_cfg *c)
+{
+    enum ut_log_level lvl = UT_LOG_INFO;
+    const char *env = getenv("AKAMU_LOG_LEVEL");
+
+    if (env && ut_log_level_parse(env, &lvl) == 0) {
+        ut_log_set_level(lvl);
+        return;
+    }
+    if (env)
+        ut_logf(UT_LOG_WARN, MOD, "ignoring AKAMU_LOG_LEVEL=\"%s\" (debug|info|warn|error)",
+                env);
+    if (ut_log_level_parse(c->log.level, &lvl) == 0)
+        ut_log_set_level(lvl);
+}
+
+static int load(const char *path, unsigned flags, struct akamu_cfg **out)
+{
+    struct cfg_report rep;
+    int rc;
+
+    cfg_report_init(&rep);
+    rc = akamu_cfg_load(path, flags, out, &rep);
+    if (rep.text.len)
+        fputs(rep.text.data, stderr);
+    cfg_report_free(&rep);
+    return rc;
+}
+
+static int start_listener(struct akamu *a, struct http_server **out, const char *listen,
+                          int tls, const char *what, struct ut_err *err)
+{
+    struct http_server_opts ho = {
+        .listen = listen,
+        .cert_file = tls ? a->cfg->tls.cert_file : NULL,
+        .key_file = tls ? a->cfg->tls.key_file : NULL,
+        .server_name = "akamu",
+    };
+    int rc;
+
+    if ((rc = http_server_new(out, &ho, err)) < 0)
+        goto out;
+    if ((rc = akamu_health_routes(a, *out, err)) < 0)
+        goto out;
+    if ((rc = http_server_start(*out, err)) < 0)
+        goto out;
+    ut_log(UT_LOG_INFO, MOD, "listening", UT_LF_S("listener", what), UT_LF_S("listen", listen),
+           UT_LF_I("port", http_server_port(*out)), UT_LF_S("tls", tls ? "on" : "off"));
+out:
+    if (rc < 0)
+        ut_err_prefix(err, "%s listener %s", what, listen);
+    return rc;
+}
+
+static int start(struct akamu *a, struct ut_err *err)
+{
+    struct store_opts so = {
+        .url = a->cfg->database.url,
+        .migrations = akamu_migrations,
+        .n_migrations = akamu_n_migrations,
+    };
+    int rc;
+
+    if ((rc = store_open(&a->store, &so, err)) < 0)
+        return rc;
+    if ((rc = start_listener(a, &a->acme, a->cfg->listen_addr, a->cfg->tls.enabled, "acme",
+                             err)) < 0)
+        return rc;
+    if (a->cfg->admin_listen_addr &&
+        (rc = start_listener(a, &a->admin, a->cfg->admin_listen_addr, 0, "admin", err)) < 0)
+        return rc;
+    ut_log(UT_LOG_INFO, MOD, "ready", UT_LF_S("base_url", a->cfg->base_url ? a->cfg->base_url : ""));
+    return 0;
+}
+
+static void reload(struct akamu *a, unsigned flags)
+{
+    struct akamu_cfg *n = NULL;
+
+    if (load(a->cfg->path, flags, &n) < 0) {
+        ut_logf(UT_LOG_ERROR, MOD, "config reload refused; keeping the running config");
+        return;
+    }
+    /* Only settings that can change without a restart are taken from the
+     * new file; listeners and the database stay as started. */
+    apply_log_level(n);
+    ut_log(UT_LOG_INFO, MOD, "config reloaded", UT_LF_S("path", n->path));
+    akamu_cfg_free(n);
+}
+
+int main(int argc, char **argv)
+{
+    struct akamu a = {0};
+    struct ut_err err = {{0}};
+    const char *path = NULL;
+    unsigned flags = 0;
+    int check = 0, rc = 1;
+
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "-c") == 0 && i + 1 < argc) {
+            path = argv[++i];
+        } else if (strcmp(argv[i], "--check-config") == 0) {
+            check = 1;
+        } else if (strcmp(argv[i], "--allow-unknown-keys") == 0) {
+            flags |= CFG_ALLOW_UNKNOWN;
+        } else if (strcmp(argv[i], "--version") == 0) {
+            puts("akamu " AKAMU_VERSION);
+            return 0;
+        } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage(stdout);
+            return 0;
+        } else {
+            fprintf(stderr, "akamu: unknown argument '%s'\n", argv[i]);
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (path == NULL)
+        path = getenv("AKAMU_CONFIG");
+    if (path == NULL || *path == '\0')
+        path = DEFAULT_CONFIG;
+
+    if (load(path, flags, &a.cfg) < 0) {
+        fprintf(stderr, "akamu: invalid configuration in %s\n", path);
+        return 1;
+    }
+    if (check) {
+        printf("akamu: configuration %s is valid\n", a.cfg->path);
+        akamu_cfg_free(a.cfg);
+        return 0;
+    }
+    apply_log_level(a.cfg);
+    if (ut_sig_block() < 0) {
+        ut_logf(UT_LOG_ERROR, MOD, "cannot block signals");
+        goto out;
+    }
+    if (start(&a, &err) < 0) {
+        ut_log(UT_LOG_ERROR, MOD, "startup failed", UT_LF_S("error", err.msg));
+        goto out;
+    }
+    for (;;) {
+        if (ut_sig_wait() == UT_SIG_STOP)
+            break;
+        reload(&a, flags);
+    }
+    ut_logf(UT_LOG_INFO, MOD, "shutting down");
+    rc = 0;
+out:
+    if (a.acme) {
+        http_server_stop(a.acme);
+        http_server_free(a.acme);
+    }
+    if (a.admin) {
+        http_server_stop(a.admin);
+        http_server_free(a.admin);
+    }
+    if (a.store)
+        store_close(a.store);
+    akamu_cfg_free(a.cfg);
+    return rc;
+}
