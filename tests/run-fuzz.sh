@@ -9,7 +9,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 pass=0
 fail=0
 for exe in "$dir"/fuzz/fuzz_*; do
-  [ -x "$exe" ] || continue
+  [ -f "$exe" ] && [ -x "$exe" ] || continue
   name=$(basename "$exe")
   corpus="$root/fuzz/corpus/${name#fuzz_}"
   work=$(mktemp -d)

@@ -237,7 +237,8 @@ int http_form_parse_as(const char *label, const void *body, size_t len, struct h
             goto out;
         }
         if (vl > FORM_MAX_VALUE) {
-            ut_err_set(err, "%s: value of \"%s\" longer than %d bytes", label, shown, FORM_MAX_VALUE);
+            ut_err_set(err, "%s: value of \"%s\" longer than %d bytes", label, shown,
+                       FORM_MAX_VALUE);
             rc = -E2BIG;
             goto out;
         }
@@ -356,8 +357,7 @@ json_t *http_parse_json(const void *body, size_t len, struct ut_err *err)
         return NULL;
     }
     if (json_too_deep(body, len, HTTP_JSON_MAX_DEPTH, &at)) {
-        ut_err_set(err, "JSON: nested deeper than %d levels at byte %zu", HTTP_JSON_MAX_DEPTH,
-                   at);
+        ut_err_set(err, "JSON: nested deeper than %d levels at byte %zu", HTTP_JSON_MAX_DEPTH, at);
         return NULL;
     }
     /* Without JSON_DECODE_ANY only arrays and objects are accepted at the top;

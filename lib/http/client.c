@@ -45,8 +45,7 @@ static void curl_init_once(void)
     g_curl_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
-int http_client_new(struct http_client **out, const struct http_client_opts *o,
-                    struct ut_err *err)
+int http_client_new(struct http_client **out, const struct http_client_opts *o, struct ut_err *err)
 {
     struct http_client *c;
 
@@ -276,8 +275,7 @@ int http_client_do(struct http_client *c, const char *method, const char *url,
     c->last_connects = connects;
     if (res != CURLE_OK) {
         if (sink.over || res == CURLE_FILESIZE_EXCEEDED) {
-            ut_err_set(err, "%s %s: response larger than %zu bytes", method, shown,
-                       c->max_bytes);
+            ut_err_set(err, "%s %s: response larger than %zu bytes", method, shown, c->max_bytes);
             rc = -EFBIG;
         } else if (sink.oom) {
             goto nomem;

@@ -8,13 +8,20 @@
  * connection and must not block for long (no sleeps, no outbound calls
  * without a timeout).
  *
- * Limits: headers > max_header_bytes -> 431/400 by evhttp; bodies >
- * max_body_bytes -> 413; a connection idle or slow for timeout_secs is closed.
+ * Limits: headers > max_header_bytes -> 400 by evhttp; bodies >
+ * max_body_bytes -> 413 (the rest of the body is read and discarded first,
+ * so the client sees the answer); a connection idle or slow for timeout_secs
+ * is closed. Requests with ambiguous framing (two Content-Length headers,
+ * Content-Length with Transfer-Encoding, a body on GET/HEAD/DELETE/OPTIONS)
+ * get 400 and the connection is closed.
  *
  * Routes: patterns are literal segments and "{name}" parameters matching
  * one non-empty segment, e.g. "/api/admin/clients/{client_id}". An exact
  * literal beats a parameter. Unknown path -> 404 JSON; known path with a
- * wrong method -> 405 with Allow.
+ * wrong method -> 405 with Allow. Segments are split before %-decoding
+ * ("%2F" stays inside a parameter); %00, malformed escapes, non-UTF-8 paths
+ * and bad query strings get 400 JSON before any handler runs. HEAD runs the
+ * GET handler when no HEAD route exists (the body is dropped).
  */
 #ifndef HTTP_HTTP_H
 #define HTTP_HTTP_H
@@ -47,7 +54,7 @@ struct http_server_opts {
     size_t max_header_bytes; /* 0: 16 KiB */
     size_t max_body_bytes;   /* 0: 1 MiB */
     int timeout_secs;        /* 0: 30 */
-    const char *server_name; /* Server header; NULL: none */
+    const char *server_name; /* Server header on handler replies; NULL: none */
 };
 
 int http_server_new(struct http_server **out, const struct http_server_opts *o,
@@ -56,14 +63,19 @@ int http_server_new(struct http_server **out, const struct http_server_opts *o,
 int http_route(struct http_server *s, int methods, const char *pattern, http_handler h,
                void *arg, struct ut_err *err);
 /* Binds and starts the workers; returns once listening. Fails with a message
- * naming the address (in use, permission, bad cert/key file...). */
+ * naming the address (in use, permission, bad cert/key file...). Sets SIGPIPE
+ * to SIG_IGN if it still has the default disposition (peers resetting
+ * connections must not kill the process). */
 int http_server_start(struct http_server *s, struct ut_err *err);
 /* The port actually bound (useful with port 0 in tests). */
 int http_server_port(const struct http_server *s);
-/* Graceful: stop accepting, let in-flight requests finish (up to
- * timeout_secs), join the workers. Safe to call once from any thread
- * except a worker. */
+/* Graceful: stop accepting, close idle keep-alive connections, let
+ * in-flight requests finish (their replies carry "Connection: close"; up to
+ * timeout_secs, then the rest is cut), join the workers. Safe to call once
+ * from any thread except a worker (from a worker it logs an error and does
+ * nothing); later calls are no-ops. */
 void http_server_stop(struct http_server *s);
+/* Stops first if needed. */
 void http_server_free(struct http_server *s);
 
 /* ---- request accessors ---- */
@@ -78,7 +90,10 @@ int http_req_is_tls(const struct http_req *r);
  * the handler. */
 const unsigned char *http_req_body(struct http_req *r, size_t *len);
 
-/* ---- replies (exactly one per request) ---- */
+/* ---- replies (exactly one per request) ----
+ * A handler that returns without replying gets a 500 sent for it; a second
+ * reply is ignored (both are logged). Content-Type and Content-Length are
+ * always set, except for 204 and 304 which never carry a body. */
 void http_add_header(struct http_req *r, const char *name, const char *value);
 void http_reply(struct http_req *r, int status, const char *content_type, const void *body,
                 size_t len);

@@ -112,8 +112,8 @@ int req_prepare(struct http_req *r, struct ut_err *err)
     qend = q;
     if (*q == '?')
         qend = q + 1 + strcspn(q + 1, "#");
-    rc = http_form_parse_as("query", *q == '?' ? q + 1 : q,
-                            *q == '?' ? (size_t)(qend - q - 1) : 0, &r->query, err);
+    rc = http_form_parse_as("query", *q == '?' ? q + 1 : q, *q == '?' ? (size_t)(qend - q - 1) : 0,
+                            &r->query, err);
     if (rc < 0)
         return rc == -ENOMEM ? rc : -EINVAL;
     return 0;
@@ -384,8 +384,7 @@ void http_reply_error(struct http_req *r, int status, const char *code, const ch
     json_t *j;
     char *s;
 
-    http_sanitize(code ? code : "server_error", strlen(code ? code : "server_error"), c,
-                  sizeof(c));
+    http_sanitize(code ? code : "server_error", strlen(code ? code : "server_error"), c, sizeof(c));
     j = json_object();
     if (j && json_object_set_new(j, "error", json_string(c)) == 0 && desc) {
         http_sanitize(desc, strlen(desc), d, sizeof(d));

@@ -17,16 +17,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define ALL_METHODS                                                                            \
+#define ALL_METHODS                                                                                \
     (HTTP_GET | HTTP_POST | HTTP_PUT | HTTP_DELETE | HTTP_HEAD | HTTP_PATCH | HTTP_OPTIONS)
 
 static const struct {
     enum http_method m;
     const char *name;
 } method_names[] = {
-    {HTTP_GET, "GET"},       {HTTP_HEAD, "HEAD"},   {HTTP_POST, "POST"},
-    {HTTP_PUT, "PUT"},       {HTTP_PATCH, "PATCH"}, {HTTP_DELETE, "DELETE"},
-    {HTTP_OPTIONS, "OPTIONS"},
+    {HTTP_GET, "GET"},     {HTTP_HEAD, "HEAD"},     {HTTP_POST, "POST"},       {HTTP_PUT, "PUT"},
+    {HTTP_PATCH, "PATCH"}, {HTTP_DELETE, "DELETE"}, {HTTP_OPTIONS, "OPTIONS"},
 };
 
 const char *http_method_name(enum http_method m)
@@ -70,8 +69,7 @@ static void route_clear(struct route *r)
 
 static int name_char_ok(char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '_';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
 }
 
 /* Literal segments are compared with decoded path segments, so they must be
@@ -180,8 +178,8 @@ int router_add(struct router *rt, int methods, const char *pattern, http_handler
     int rc;
 
     if (h == NULL || methods == 0 || (methods & ~ALL_METHODS)) {
-        ut_err_set(err, "route \"%s\": bad method mask 0x%x or no handler",
-                   pattern ? pattern : "", (unsigned)methods);
+        ut_err_set(err, "route \"%s\": bad method mask 0x%x or no handler", pattern ? pattern : "",
+                   (unsigned)methods);
         return -EINVAL;
     }
     if ((rc = parse_pattern(&r, pattern, err)) < 0)

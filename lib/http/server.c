@@ -41,6 +41,7 @@
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/http.h>
+#include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
 #include <event2/thread.h>
 #include <event2/util.h>
@@ -79,7 +80,7 @@ struct worker {
     struct event_base *base;
     struct evhttp *http;
     struct evhttp_bound_socket *bound; /* NULL once stopping */
-    struct event *retry_ev;
+    struct event *resume_ev;
     time_t last_accept_warn;
     int stopping;
     struct conn **tab; /* hash of struct conn by evcon; power-of-two size */
@@ -199,8 +200,12 @@ static struct conn *conn_track(struct worker *w, struct evhttp_connection *evcon
     struct conn *c = conn_find(w, evcon);
     size_t k;
 
-    if (c)
+    if (c) {
+        /* Normally already set; re-arming costs nothing and keeps the
+         * record's lifetime tied to this evcon whatever happened before. */
+        evhttp_connection_set_closecb(evcon, on_conn_close, c);
         return c;
+    }
     if (w->nconn >= w->tabsz)
         conn_grow(w);
     if (w->tab == NULL || (c = calloc(1, sizeof(*c))) == NULL)
@@ -252,6 +257,37 @@ static void on_complete(struct evhttp_request *ev, void *arg)
         evhttp_add_header(evhttp_request_get_output_headers(ev), "Connection", "close");
 }
 
+/*
+ * Message framing that could desynchronize us from a proxy in front (request
+ * smuggling, RFC 9112 §6.1, §6.3): evhttp takes the first Content-Length,
+ * prefers chunked over it, and does not read a body for GET/HEAD/DELETE/
+ * OPTIONS (the bytes would be parsed as the next request). Such requests get
+ * 400 and the connection is closed after the reply.
+ */
+static const char *framing_problem(struct evhttp_request *ev, enum http_method m)
+{
+    struct evkeyvalq *h = evhttp_request_get_input_headers(ev);
+    struct evkeyval *kv;
+    int ncl = 0, nte = 0, body = 0;
+
+    for (kv = h->tqh_first; kv != NULL; kv = kv->next.tqe_next) {
+        if (evutil_ascii_strcasecmp(kv->key, "Content-Length") == 0) {
+            ncl++;
+            body |= strcmp(kv->value, "0") != 0;
+        } else if (evutil_ascii_strcasecmp(kv->key, "Transfer-Encoding") == 0) {
+            nte++;
+            body = 1;
+            if (evutil_ascii_strcasecmp(kv->value, "chunked") != 0)
+                return "unsupported Transfer-Encoding";
+        }
+    }
+    if (ncl > 1 || nte > 1 || (ncl && nte))
+        return "conflicting Content-Length / Transfer-Encoding headers";
+    if (body && (m == HTTP_GET || m == HTTP_HEAD || m == HTTP_DELETE || m == HTTP_OPTIONS))
+        return "request body not allowed with this method";
+    return NULL;
+}
+
 static void on_request(struct evhttp_request *ev, void *arg)
 {
     struct worker *w = arg;
@@ -260,6 +296,7 @@ static void on_request(struct evhttp_request *ev, void *arg)
     struct http_req r;
     struct ut_err e = {{0}};
     struct conn *c;
+    const char *why;
     int rc;
 
     memset(&r, 0, sizeof(r));
@@ -288,6 +325,11 @@ static void on_request(struct evhttp_request *ev, void *arg)
         http_reply_error(&r, 501, "not_implemented", "method not supported");
         goto out;
     }
+    if ((why = framing_problem(ev, r.method)) != NULL) {
+        r.closing = 1;
+        http_reply_error(&r, 400, "invalid_request", why);
+        goto out;
+    }
     rc = req_prepare(&r, &e);
     if (rc == -ENOMEM) {
         ut_log(UT_LOG_ERROR, "http", "out of memory parsing a request");
@@ -305,12 +347,40 @@ out:
     req_cleanup(&r);
 }
 
-/* evhttp asks for one bufferevent per accepted connection (fd set later). */
+/*
+ * Every worker's epoll reports the shared socket readable and the listener
+ * would accept() in a loop until EAGAIN, so one worker could grab a whole
+ * burst of connections (a keep-alive client opening 32 at once would then be
+ * served by a single thread). Taking one connection per wakeup and re-arming
+ * on the next loop turn lets the workers share the burst.
+ */
+static void pause_accepting(struct worker *w)
+{
+    if (w->bound == NULL)
+        return;
+    evconnlistener_disable(evhttp_bound_socket_get_listener(w->bound));
+    event_active(w->resume_ev, EV_TIMEOUT, 1);
+}
+
+/* evhttp asks for one bufferevent per accepted connection (fd set later);
+ * this is also our only hook on accept. Options 0 as evhttp's own default:
+ * evhttp closes the fd itself. */
+static struct bufferevent *make_plain_bev(struct event_base *base, void *arg)
+{
+    struct worker *w = arg;
+    struct bufferevent *bev = bufferevent_socket_new(base, -1, 0);
+
+    pause_accepting(w);
+    return bev; /* NULL: evhttp tries bufferevent_socket_new() itself */
+}
+
 static struct bufferevent *make_tls_bev(struct event_base *base, void *arg)
 {
     struct worker *w = arg;
     struct bufferevent *bev;
     SSL *ssl = SSL_new(w->srv->ssl);
+
+    pause_accepting(w);
 
     /* Returning NULL would make evhttp fall back to a plaintext bufferevent
      * on the TLS port; only possible when out of memory, so stop instead. */
@@ -329,7 +399,8 @@ static struct bufferevent *make_tls_bev(struct event_base *base, void *arg)
     return bev;
 }
 
-static void on_accept_retry(evutil_socket_t fd, short what, void *arg)
+/* Re-arms the listener after pause_accepting() or an accept error. */
+static void on_accept_resume(evutil_socket_t fd, short what, void *arg)
 {
     struct worker *w = arg;
 
@@ -354,7 +425,7 @@ static void on_accept_error(struct evconnlistener *lev, void *arg)
                UT_LF_S("error", strerror(e)));
     }
     evconnlistener_disable(lev);
-    event_add(w->retry_ev, &tv);
+    event_add(w->resume_ev, &tv);
 }
 
 static void on_stop(evutil_socket_t fd, short what, void *arg)
@@ -366,7 +437,7 @@ static void on_stop(evutil_socket_t fd, short what, void *arg)
         evhttp_del_accept_socket(w->http, w->bound); /* closes this worker's dup */
         w->bound = NULL;
     }
-    event_del(w->retry_ev);
+    event_del(w->resume_ev);
     /* Idle keep-alive connections: nothing in flight, nothing received. */
     for (size_t i = 0; i < w->tabsz; i++) {
         struct conn *c = w->tab[i], *next;
@@ -606,8 +677,8 @@ static int tls_init(struct http_server *s, struct ut_err *err)
     }
     ERR_clear_error();
     if (SSL_CTX_use_PrivateKey(ctx, key) != 1 || SSL_CTX_check_private_key(ctx) != 1) {
-        ut_err_set(err, "TLS key file \"%s\" does not match certificate file \"%s\"",
-                   s->key_file, s->cert_file);
+        ut_err_set(err, "TLS key file \"%s\" does not match certificate file \"%s\"", s->key_file,
+                   s->cert_file);
         rc = -EINVAL;
         goto out;
     }
@@ -627,16 +698,15 @@ static int worker_init(struct http_server *s, struct worker *w, int lfd, struct 
 
     w->srv = s;
     if ((w->base = event_base_new()) == NULL || (w->http = evhttp_new(w->base)) == NULL ||
-        (w->retry_ev = evtimer_new(w->base, on_accept_retry, w)) == NULL) {
+        (w->resume_ev = evtimer_new(w->base, on_accept_resume, w)) == NULL) {
         ut_err_set(err, "listen \"%s\": cannot create event loop", s->listen);
         return -ENOMEM;
     }
     evhttp_set_gencb(w->http, on_request, w);
-    if (s->ssl)
-        evhttp_set_bevcb(w->http, make_tls_bev, w);
+    evhttp_set_bevcb(w->http, s->ssl ? make_tls_bev : make_plain_bev, w);
     evhttp_set_allowed_methods(w->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
-                                            EVHTTP_REQ_DELETE | EVHTTP_REQ_HEAD |
-                                            EVHTTP_REQ_PATCH | EVHTTP_REQ_OPTIONS);
+                                            EVHTTP_REQ_DELETE | EVHTTP_REQ_HEAD | EVHTTP_REQ_PATCH |
+                                            EVHTTP_REQ_OPTIONS);
     evhttp_set_max_headers_size(w->http, (ev_ssize_t)s->max_header);
     evhttp_set_max_body_size(w->http, (ev_ssize_t)s->max_body);
     evhttp_set_timeout(w->http, s->timeout);
@@ -662,8 +732,8 @@ static void worker_free(struct worker *w)
 {
     if (w->http)
         evhttp_free(w->http); /* closes what is left; on_conn_close() untracks */
-    if (w->retry_ev)
-        event_free(w->retry_ev);
+    if (w->resume_ev)
+        event_free(w->resume_ev);
     for (size_t i = 0; i < w->tabsz; i++) {
         struct conn *c = w->tab[i], *next;
 
@@ -722,8 +792,7 @@ static void workers_shutdown(struct http_server *s)
 
 /* ---- public API ---- */
 
-int http_server_new(struct http_server **out, const struct http_server_opts *o,
-                    struct ut_err *err)
+int http_server_new(struct http_server **out, const struct http_server_opts *o, struct ut_err *err)
 {
     struct http_server *s = NULL;
     pthread_condattr_t ca;
@@ -786,8 +855,8 @@ int http_server_new(struct http_server **out, const struct http_server_opts *o,
     return 0;
 }
 
-int http_route(struct http_server *s, int methods, const char *pattern, http_handler h,
-               void *arg, struct ut_err *err)
+int http_route(struct http_server *s, int methods, const char *pattern, http_handler h, void *arg,
+               struct ut_err *err)
 {
     if (s->state != SRV_NEW) {
         ut_err_set(err, "route \"%s\": routes must be added before http_server_start",
@@ -860,6 +929,10 @@ void http_server_stop(struct http_server *s)
 {
     if (s == NULL || s->state != SRV_RUNNING)
         return;
+    if (tls_worker && tls_worker->srv == s) { /* would wait for itself */
+        ut_log(UT_LOG_ERROR, "http", "http_server_stop called from a worker thread; ignored");
+        return;
+    }
     workers_shutdown(s);
     s->state = SRV_STOPPED;
     ut_logf(UT_LOG_INFO, "http", "stopped listening on %s", s->addr_text);
@@ -870,6 +943,8 @@ void http_server_free(struct http_server *s)
     if (s == NULL)
         return;
     http_server_stop(s);
+    if (s->state == SRV_RUNNING) /* called from a worker: leak, do not crash */
+        return;
     router_free(&s->rt);
     SSL_CTX_free(s->ssl);
     free(s->listen);

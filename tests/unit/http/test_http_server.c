@@ -48,7 +48,8 @@ static void h_health(struct http_req *r, void *arg)
 
 static void h_item(struct http_req *r, void *arg)
 {
-    http_reply_json(r, 200, json_pack("{s:s,s:s}", "route", "param", "id", http_req_param(r, "id")));
+    http_reply_json(r, 200,
+                    json_pack("{s:s,s:s}", "route", "param", "id", http_req_param(r, "id")));
 }
 
 static void h_item_special(struct http_req *r, void *arg)
@@ -101,15 +102,14 @@ static void h_form(struct http_req *r, void *arg)
 
 static void h_query(struct http_req *r, void *arg)
 {
-    http_reply_json(r, 200,
-                    json_pack("{s:s?,s:s?}", "a", http_req_query(r, "a"), "b",
-                              http_req_query(r, "b")));
+    http_reply_json(
+        r, 200, json_pack("{s:s?,s:s?}", "a", http_req_query(r, "a"), "b", http_req_query(r, "b")));
 }
 
 static void h_two(struct http_req *r, void *arg)
 {
-    http_reply_json(r, 200,
-                    json_pack("{s:s,s:s}", "x", http_req_param(r, "x"), "y", http_req_param(r, "y")));
+    http_reply_json(
+        r, 200, json_pack("{s:s,s:s}", "x", http_req_param(r, "x"), "y", http_req_param(r, "y")));
 }
 
 static void h_echo(struct http_req *r, void *arg)
@@ -480,8 +480,8 @@ static void test_routing(void **state)
     url(u, sizeof(u), "http", s, "/info");
     do_req(c, "POST", u, (const char *const[]){"X-Test: hello", NULL}, "", &r);
     assert_int_equal(r.status, 200);
-    assert_string_equal(r.body,
-                        "{\"tls\":false,\"peer\":\"127.0.0.1\",\"method\":\"POST\",\"x_test\":\"hello\"}");
+    assert_string_equal(
+        r.body, "{\"tls\":false,\"peer\":\"127.0.0.1\",\"method\":\"POST\",\"x_test\":\"hello\"}");
 
     http_client_free(c);
     http_server_free(s);
@@ -499,7 +499,8 @@ static void test_not_found_and_method(void **state)
     url(u, sizeof(u), "http", s, "/nope");
     do_req(c, "GET", u, NULL, NULL, &r);
     assert_int_equal(r.status, 404);
-    assert_string_equal(r.body, "{\"error\":\"not_found\",\"error_description\":\"no such resource\"}");
+    assert_string_equal(r.body,
+                        "{\"error\":\"not_found\",\"error_description\":\"no such resource\"}");
     assert_string_equal(r.ctype, "application/json");
     /* A trailing slash or an empty parameter is another path. */
     url(u, sizeof(u), "http", s, "/healthz/");
@@ -582,8 +583,8 @@ static void test_bad_paths(void **state)
         raw_sends(&k, bad[i]);
         assert_int_equal(raw_read(&k, &rr, 0), 0);
         assert_int_equal(rr.status, 400);
-        snprintf(want, sizeof(want),
-                 "{\"error\":\"invalid_request\",\"error_description\":\"%s\"}", why[i]);
+        snprintf(want, sizeof(want), "{\"error\":\"invalid_request\",\"error_description\":\"%s\"}",
+                 why[i]);
         assert_string_equal(rr.body, want);
         raw_close(&k);
     }
@@ -593,6 +594,61 @@ static void test_bad_paths(void **state)
     assert_int_equal(raw_read(&k, &rr, 0), 0);
     assert_int_equal(rr.status, 200);
     assert_string_equal(rr.body, "{\"route\":\"param\",\"id\":\"9\"}");
+    raw_close(&k);
+    http_server_free(s);
+}
+
+static void test_framing(void **state)
+{
+    static const struct {
+        const char *req;
+        const char *why;
+    } cases[] = {
+        {"GET /healthz HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello",
+         "request body not allowed with this method"},
+        {"DELETE /items/1 HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+         "request body not allowed with this method"},
+        /* evhttp refuses this one itself (its own HTML 400) */
+        {"POST /items HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n"
+         "Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+         NULL},
+        {"POST /items HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+         "2\r\n{}\r\n0\r\n\r\n",
+         NULL},
+        {"POST /items HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n{}",
+         "conflicting Content-Length / Transfer-Encoding headers"},
+    };
+    struct http_server *s = start_plain(1);
+    struct raw_resp rr;
+    struct raw k;
+    char want[256], v[32];
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        raw_open(&k, http_server_port(s));
+        raw_sends(&k, cases[i].req);
+        assert_int_equal(raw_read(&k, &rr, 0), 0);
+        assert_int_equal(rr.status, 400);
+        if (cases[i].why) {
+            snprintf(want, sizeof(want),
+                     "{\"error\":\"invalid_request\",\"error_description\":\"%s\"}", cases[i].why);
+            assert_string_equal(rr.body, want);
+        }
+        /* The rest of the bytes is never parsed as another request. */
+        find_header(rr.head, "Connection", v, sizeof(v));
+        assert_string_equal(v, "close");
+        assert_true(raw_eof(&k));
+        raw_close(&k);
+    }
+    /* An explicit empty body is fine; chunked POST bodies work. */
+    raw_open(&k, http_server_port(s));
+    raw_sends(&k, "GET /healthz HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n"
+                  "POST /items HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+                  "4\r\n{\"a\"\r\n3\r\n:2}\r\n0\r\n\r\n");
+    assert_int_equal(raw_read(&k, &rr, 0), 0);
+    assert_int_equal(rr.status, 200);
+    assert_int_equal(raw_read(&k, &rr, 0), 0);
+    assert_int_equal(rr.status, 201);
+    assert_string_equal(rr.body, "{\"a\":2}");
     raw_close(&k);
     http_server_free(s);
 }
@@ -645,13 +701,14 @@ static void test_json_and_form_bodies(void **state)
     assert_non_null(strstr(r.body, "at line 1 column 5 (byte 5)"));
     do_req(c, "POST", u, json_hdr, NULL, &r);
     assert_int_equal(r.status, 400);
-    assert_string_equal(r.body,
-                        "{\"error\":\"invalid_request\",\"error_description\":\"JSON: empty body\"}");
+    assert_string_equal(
+        r.body, "{\"error\":\"invalid_request\",\"error_description\":\"JSON: empty body\"}");
 
     url(u, sizeof(u), "http", s, "/form");
     do_req(c, "POST", u, NULL, "grant_type=client_credentials&scope=read+write%21", &r);
     assert_int_equal(r.status, 200);
-    assert_string_equal(r.body, "{\"grant_type\":\"client_credentials\",\"scope\":\"read write!\"}");
+    assert_string_equal(r.body,
+                        "{\"grant_type\":\"client_credentials\",\"scope\":\"read write!\"}");
     do_req(c, "POST", u, NULL, "a=1&a=2", &r);
     assert_int_equal(r.status, 400);
     assert_string_equal(r.body, "{\"error\":\"invalid_request\",\"error_description\":"
@@ -800,8 +857,8 @@ static void *conc_main(void *arg)
         return NULL;
     }
     for (int i = 0; i < CONC_REQS; i++) {
-        snprintf(u, sizeof(u), "%s://127.0.0.1:%d/items/t%d-%d", t->scheme,
-                 http_server_port(t->s), t->id, i);
+        snprintf(u, sizeof(u), "%s://127.0.0.1:%d/items/t%d-%d", t->scheme, http_server_port(t->s),
+                 t->id, i);
         snprintf(want, sizeof(want), "{\"route\":\"param\",\"id\":\"t%d-%d\"}", t->id, i);
         do_req(c, "GET", u, NULL, NULL, &r);
         if (r.rc != 0 || r.status != 200 || strcmp(r.body, want) != 0)
@@ -936,8 +993,8 @@ static void test_tls(void **state)
         do_req(c, "GET", u, NULL, NULL, &r);
         assert_int_equal(r.rc, 0);
         assert_int_equal(r.status, 200);
-        assert_string_equal(r.body,
-                            "{\"tls\":true,\"peer\":\"127.0.0.1\",\"method\":\"other\",\"x_test\":null}");
+        assert_string_equal(
+            r.body, "{\"tls\":true,\"peer\":\"127.0.0.1\",\"method\":\"other\",\"x_test\":null}");
         assert_int_equal(http_client_last_connects(c), i == 0 ? 1 : 0); /* keep-alive */
     }
     url(u, sizeof(u), "https", s, "/items");
@@ -1005,8 +1062,8 @@ static void test_tls_bad_files(void **state)
 
 static void test_setup_errors(void **state)
 {
-    static const char *bad_listen[] = {"nonsense", "127.0.0.1:99999", "::1:80", "[::1]80",
-                                       "127.0.0.1:", "127.0.0.1:8x", ""};
+    static const char *bad_listen[] = {"nonsense",   "127.0.0.1:99999", "::1:80", "[::1]80",
+                                       "127.0.0.1:", "127.0.0.1:8x",    ""};
     struct http_server_opts o = {.listen = "127.0.0.1:0", .threads = 1};
     struct http_server *s = NULL, *s2 = NULL;
     struct ut_err e = {{0}};
@@ -1059,6 +1116,17 @@ static void test_setup_errors(void **state)
     http_server_free(s);
 }
 
+static int have_ipv6_loopback(void)
+{
+    struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+    int fd = socket(AF_INET6, SOCK_STREAM, 0), ok;
+
+    ok = fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+    if (fd >= 0)
+        close(fd);
+    return ok;
+}
+
 static void test_any_address(void **state)
 {
     struct http_server_opts o = {.listen = ":0", .threads = 2};
@@ -1072,8 +1140,19 @@ static void test_any_address(void **state)
     do_req(c, "GET", u, NULL, NULL, &r);
     assert_int_equal(r.status, 200);
     assert_non_null(strstr(r.body, "\"peer\":\"127.0.0.1\""));
-    http_client_free(c);
     http_server_free(s);
+
+    /* An IPv6 literal, when the host has IPv6 loopback. */
+    if (have_ipv6_loopback()) {
+        o.listen = "[::1]:0";
+        s = start(&o);
+        snprintf(u, sizeof(u), "http://[::1]:%d/info", http_server_port(s));
+        do_req(c, "GET", u, NULL, NULL, &r);
+        assert_int_equal(r.status, 200);
+        assert_non_null(strstr(r.body, "\"peer\":\"::1\""));
+        http_server_free(s);
+    }
+    http_client_free(c);
 }
 
 /* ---- tests: client ---- */
@@ -1194,6 +1273,7 @@ int main(void)
         cmocka_unit_test(test_routing),
         cmocka_unit_test(test_not_found_and_method),
         cmocka_unit_test(test_bad_paths),
+        cmocka_unit_test(test_framing),
         cmocka_unit_test(test_handler_mistakes),
         cmocka_unit_test(test_json_and_form_bodies),
         cmocka_unit_test(test_body_limit),
