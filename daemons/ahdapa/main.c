@@ -22,8 +22,7 @@ static void usage(FILE *f)
 {
     fputs("usage: ahdapa [-c FILE] [--check-config] [--allow-unknown-keys]\n"
           "       ahdapa --version | --help\n"
-          "  -c FILE               config file (default: $AHDAPA_CONFIG, else " DEFAULT_CONFIG
-          ")\n"
+          "  -c FILE               config file (default: $AHDAPA_CONFIG, else " DEFAULT_CONFIG ")\n"
           "  --check-config        validate the config and exit 0 (valid) or 1\n"
           "  --allow-unknown-keys  warn about unknown config keys instead of refusing\n",
           f);
@@ -39,8 +38,7 @@ static void apply_log_level(const struct ahdapa_cfg *c)
         return;
     }
     if (env)
-        ut_logf(UT_LOG_WARN, MOD, "ignoring AHDAPA_LOG_LEVEL=\"%s\" (debug|info|warn|error)",
-                env);
+        ut_logf(UT_LOG_WARN, MOD, "ignoring AHDAPA_LOG_LEVEL=\"%s\" (debug|info|warn|error)", env);
     if (ut_log_level_parse(c->log.level, &lvl) == 0)
         ut_log_set_level(lvl);
 }

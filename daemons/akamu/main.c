@@ -22,8 +22,7 @@ static void usage(FILE *f)
 {
     fputs("usage: akamu [-c FILE] [--check-config] [--allow-unknown-keys]\n"
           "       akamu --version | --help\n"
-          "  -c FILE               config file (default: $AKAMU_CONFIG, else " DEFAULT_CONFIG
-          ")\n"
+          "  -c FILE               config file (default: $AKAMU_CONFIG, else " DEFAULT_CONFIG ")\n"
           "  --check-config        validate the config and exit 0 (valid) or 1\n"
           "  --allow-unknown-keys  warn about unknown config keys instead of refusing\n",
           f);
@@ -39,8 +38,7 @@ static void apply_log_level(const struct akamu_cfg *c)
         return;
     }
     if (env)
-        ut_logf(UT_LOG_WARN, MOD, "ignoring AKAMU_LOG_LEVEL=\"%s\" (debug|info|warn|error)",
-                env);
+        ut_logf(UT_LOG_WARN, MOD, "ignoring AKAMU_LOG_LEVEL=\"%s\" (debug|info|warn|error)", env);
     if (ut_log_level_parse(c->log.level, &lvl) == 0)
         ut_log_set_level(lvl);
 }
@@ -58,8 +56,8 @@ static int load(const char *path, unsigned flags, struct akamu_cfg **out)
     return rc;
 }
 
-static int start_listener(struct akamu *a, struct http_server **out, const char *listen,
-                          int tls, const char *what, struct ut_err *err)
+static int start_listener(struct akamu *a, struct http_server **out, const char *listen, int tls,
+                          const char *what, struct ut_err *err)
 {
     struct http_server_opts ho = {
         .listen = listen,
@@ -94,13 +92,14 @@ static int start(struct akamu *a, struct ut_err *err)
 
     if ((rc = store_open(&a->store, &so, err)) < 0)
         return rc;
-    if ((rc = start_listener(a, &a->acme, a->cfg->listen_addr, a->cfg->tls.enabled, "acme",
-                             err)) < 0)
+    if ((rc = start_listener(a, &a->acme, a->cfg->listen_addr, a->cfg->tls.enabled, "acme", err)) <
+        0)
         return rc;
     if (a->cfg->admin_listen_addr &&
         (rc = start_listener(a, &a->admin, a->cfg->admin_listen_addr, 0, "admin", err)) < 0)
         return rc;
-    ut_log(UT_LOG_INFO, MOD, "ready", UT_LF_S("base_url", a->cfg->base_url ? a->cfg->base_url : ""));
+    ut_log(UT_LOG_INFO, MOD, "ready",
+           UT_LF_S("base_url", a->cfg->base_url ? a->cfg->base_url : ""));
     return 0;
 }
 

@@ -44,10 +44,10 @@ static const struct cfg_key keys[] = {
      "base URLs of the other nodes"},
     {"gossip", "interval_secs", CFG_K_INT, OFF(gossip.interval_secs), NULL, 15, 1, DAY, NULL,
      "seconds between anti-entropy rounds"},
-    {"gossip", "allowed_node_ids", CFG_K_STRV, OFF(gossip.allowed_node_ids), NULL, 0, 0, 0,
-     NULL, "when non-empty, only these node ids may join"},
-    {"gossip", "tombstone_ttl_secs", CFG_K_INT, OFF(gossip.tombstone_ttl_secs), NULL,
-     7 * DAY, 60, 3650LL * DAY, NULL, "how long deletions are kept before GC"},
+    {"gossip", "allowed_node_ids", CFG_K_STRV, OFF(gossip.allowed_node_ids), NULL, 0, 0, 0, NULL,
+     "when non-empty, only these node ids may join"},
+    {"gossip", "tombstone_ttl_secs", CFG_K_INT, OFF(gossip.tombstone_ttl_secs), NULL, 7 * DAY, 60,
+     3650LL * DAY, NULL, "how long deletions are kept before GC"},
     {"cluster", "distributed_mode", CFG_K_ENUM, OFF(cluster.distributed_mode), "off", 0, 0, 0,
      "off|eventual", "eventual: logouts replicate through revoked_sessions"},
     {"log", "level", CFG_K_ENUM, OFF(log.level), "info", 0, 0, 0, "debug|info|warn|error",
@@ -55,8 +55,11 @@ static const struct cfg_key keys[] = {
 };
 
 static const struct cfg_schema schema = {
-    "ahdapa", sections, sizeof(sections) / sizeof(sections[0]),
-    keys,     sizeof(keys) / sizeof(keys[0]),
+    "ahdapa",
+    sections,
+    sizeof(sections) / sizeof(sections[0]),
+    keys,
+    sizeof(keys) / sizeof(keys[0]),
 };
 
 int ahdapa_cfg_load(const char *path, unsigned flags, struct ahdapa_cfg **out,

@@ -40,20 +40,20 @@ static const struct cfg_key keys[] = {
      "lifetime of issued certificates"},
     {"ca", "ca_validity_years", CFG_K_INT, OFF(ca.ca_validity_years), NULL, 10, 1, 100, NULL,
      "lifetime of a generated CA certificate"},
-    {"server", "external_account_required", CFG_K_BOOL, OFF(server.external_account_required),
-     NULL, 0, 0, 0, NULL, "newAccount must carry External Account Binding"},
+    {"server", "external_account_required", CFG_K_BOOL, OFF(server.external_account_required), NULL,
+     0, 0, 0, NULL, "newAccount must carry External Account Binding"},
     {"server", "order_expiry_secs", CFG_K_INT, OFF(server.order_expiry_secs), NULL, 7 * DAY, 60,
      365LL * DAY, NULL, "pending orders expire after this"},
-    {"server", "authz_expiry_secs", CFG_K_INT, OFF(server.authz_expiry_secs), NULL, 30 * DAY,
-     60, 365LL * DAY, NULL, "valid authorizations are reused until this"},
+    {"server", "authz_expiry_secs", CFG_K_INT, OFF(server.authz_expiry_secs), NULL, 30 * DAY, 60,
+     365LL * DAY, NULL, "valid authorizations are reused until this"},
     {"server", "eab_keys", CFG_K_STRMAP, OFF(server.eab_keys), NULL, 0, 0, 0, NULL,
      "table: key id = base64url HMAC key (each usable once)"},
     {"server", "http_validation_port", CFG_K_INT, OFF(server.http_validation_port), NULL, 80, 1,
      65535, NULL, "port http-01 validation connects to"},
-    {"server", "tls_alpn_validation_port", CFG_K_INT, OFF(server.tls_alpn_validation_port),
-     NULL, 443, 1, 65535, NULL, "port tls-alpn-01 validation connects to"},
-    {"server", "dns_resolver_addr", CFG_K_STR, OFF(server.dns_resolver_addr), NULL, 0, 1, 300,
-     NULL, "\"ip\" or \"ip:port\" of the resolver used for all validation lookups"},
+    {"server", "tls_alpn_validation_port", CFG_K_INT, OFF(server.tls_alpn_validation_port), NULL,
+     443, 1, 65535, NULL, "port tls-alpn-01 validation connects to"},
+    {"server", "dns_resolver_addr", CFG_K_STR, OFF(server.dns_resolver_addr), NULL, 0, 1, 300, NULL,
+     "\"ip\" or \"ip:port\" of the resolver used for all validation lookups"},
     {"tls", "enabled", CFG_K_BOOL, OFF(tls.enabled), NULL, 0, 0, 0, NULL,
      "serve the ACME listener over HTTPS"},
     {"tls", "cert_file", CFG_K_PATH, OFF(tls.cert_file), NULL, 0, 0, 0, NULL,
@@ -64,19 +64,18 @@ static const struct cfg_key keys[] = {
      "admin base URLs of the other nodes"},
     {"gossip", "interval_secs", CFG_K_INT, OFF(gossip.interval_secs), NULL, 15, 1, DAY, NULL,
      "seconds between anti-entropy rounds"},
-    {"gossip", "tombstone_ttl_secs", CFG_K_INT, OFF(gossip.tombstone_ttl_secs), NULL, 7 * DAY,
-     60, 3650LL * DAY, NULL, "how long deletions are kept before GC"},
-    {"gossip", "ownership_ttl_secs", CFG_K_INT, OFF(gossip.ownership_ttl_secs), NULL, 150, 5,
-     DAY, NULL, "order ownership lease before another node may take over"},
-    {"gossip", "allowed_node_ids", CFG_K_STRV, OFF(gossip.allowed_node_ids), NULL, 0, 0, 0,
-     NULL, "when non-empty, only these node ids may join"},
+    {"gossip", "tombstone_ttl_secs", CFG_K_INT, OFF(gossip.tombstone_ttl_secs), NULL, 7 * DAY, 60,
+     3650LL * DAY, NULL, "how long deletions are kept before GC"},
+    {"gossip", "ownership_ttl_secs", CFG_K_INT, OFF(gossip.ownership_ttl_secs), NULL, 150, 5, DAY,
+     NULL, "order ownership lease before another node may take over"},
+    {"gossip", "allowed_node_ids", CFG_K_STRV, OFF(gossip.allowed_node_ids), NULL, 0, 0, 0, NULL,
+     "when non-empty, only these node ids may join"},
     {"log", "level", CFG_K_ENUM, OFF(log.level), "info", 0, 0, 0, "debug|info|warn|error",
      "log level; env AKAMU_LOG_LEVEL overrides"},
 };
 
 static const struct cfg_schema schema = {
-    "akamu", sections, sizeof(sections) / sizeof(sections[0]),
-    keys,    sizeof(keys) / sizeof(keys[0]),
+    "akamu", sections, sizeof(sections) / sizeof(sections[0]), keys, sizeof(keys) / sizeof(keys[0]),
 };
 
 /* "ip" or "ip:port" / "[v6]:port". */
@@ -88,8 +87,8 @@ static int check_resolver(const char *s)
     if (cfg_split_hostport(s, host, sizeof(host), &port) == 0)
         return port > 0 ? 0 : -EINVAL;
     for (const char *p = s; *p; p++)
-        if (!((*p >= '0' && *p <= '9') || *p == '.' || *p == ':' ||
-              (*p >= 'a' && *p <= 'f') || (*p >= 'A' && *p <= 'F')))
+        if (!((*p >= '0' && *p <= '9') || *p == '.' || *p == ':' || (*p >= 'a' && *p <= 'f') ||
+              (*p >= 'A' && *p <= 'F')))
             return -EINVAL;
     return 0;
 }
@@ -122,8 +121,7 @@ static void cross_checks(struct akamu_cfg *c, const char *path, struct cfg_repor
                          c->listen_addr);
 }
 
-int akamu_cfg_load(const char *path, unsigned flags, struct akamu_cfg **out,
-                   struct cfg_report *rep)
+int akamu_cfg_load(const char *path, unsigned flags, struct akamu_cfg **out, struct cfg_report *rep)
 {
     struct akamu_cfg *c = calloc(1, sizeof(*c));
     int rc;

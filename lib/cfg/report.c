@@ -21,8 +21,9 @@ void cfg_report_free(struct cfg_report *r)
     r->n_errors = r->n_warnings = 0;
 }
 
-__attribute__((format(printf, 5, 0))) static void vreport(struct cfg_report *rep, const char *file, int line, const char *what,
-                    const char *fmt, va_list ap)
+__attribute__((format(printf, 5, 0))) static void vreport(struct cfg_report *rep, const char *file,
+                                                          int line, const char *what,
+                                                          const char *fmt, va_list ap)
 {
     if (rep == NULL || rep->n_errors + rep->n_warnings >= CFG_MAX_PROBLEMS)
         return;

@@ -213,8 +213,7 @@ static void type_error(struct ctx *c, const struct cfg_key *k, const struct toml
                      expected, found);
 }
 
-static int bind_strv(struct ctx *c, const struct cfg_key *k, const struct toml_value *v,
-                     int urls)
+static int bind_strv(struct ctx *c, const struct cfg_key *k, const struct toml_value *v, int urls)
 {
     struct cfg_strv *sv = (struct cfg_strv *)((char *)c->obj + k->off);
     size_t n;
@@ -426,8 +425,7 @@ static void apply_defaults(struct ctx *c)
     }
 }
 
-static const struct cfg_key *find_key(const struct cfg_schema *s, const char *sec,
-                                      const char *name)
+static const struct cfg_key *find_key(const struct cfg_schema *s, const char *sec, const char *name)
 {
     for (size_t i = 0; i < s->n_keys; i++)
         if (strcmp(s->keys[i].section, sec) == 0 && strcmp(s->keys[i].name, name) == 0)
@@ -586,8 +584,8 @@ int cfg_schema_load(const struct cfg_schema *s, const char *path, unsigned flags
             if (toml_type(v) != TOML_TABLE) {
                 char found[96];
                 describe(v, found, sizeof(found));
-                cfg_report_error(rep, path, toml_line(v),
-                                 "'%s' must be a section ([%s]), found %s", name, name, found);
+                cfg_report_error(rep, path, toml_line(v), "'%s' must be a section ([%s]), found %s",
+                                 name, name, found);
                 continue;
             }
             walk_section(&c, sec, v);
@@ -630,4 +628,3 @@ void cfg_schema_free(const struct cfg_schema *s, void *obj)
         }
     }
 }
-

@@ -34,7 +34,7 @@ enum cfg_kind {
 #define CFG_NO_PRESENT ((size_t)-1)
 
 struct cfg_section {
-    const char *name; /* "" = top level */
+    const char *name;   /* "" = top level */
     size_t present_off; /* offset of a bool set when the section appears */
     const char *help;
 };

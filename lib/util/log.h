@@ -2,11 +2,11 @@
  * log.h - the one logger.
  *
  * Line shape (one write(2) per line, so threads never interleave):
- *   2026-11-22T10:00:00.123Z INFO gossip: first-contact merge complete peer="https://h:8081" accounts=3
- * String field values are always double-quoted with \" \\ and control bytes
- * escaped; integer values are bare. Fields whose key names a secret
- * (password, secret, token, key, cookie) are written as "[redacted]": the
- * logger is the last line of defence, callers must still not pass secrets.
+ *   2026-11-22T10:00:00.123Z INFO gossip: first-contact merge complete peer="https://h:8081"
+ * accounts=3 String field values are always double-quoted with \" \\ and control bytes escaped;
+ * integer values are bare. Fields whose key names a secret (password, secret, token, key, cookie)
+ * are written as "[redacted]": the logger is the last line of defence, callers must still not pass
+ * secrets.
  */
 #ifndef UT_LOG_H
 #define UT_LOG_H

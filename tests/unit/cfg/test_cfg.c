@@ -199,8 +199,7 @@ static void test_ahdapa_errors(void **state)
                  "key 'cluster.distributed_mode': expected one of off|eventual, found string "
                  "\"strong\"",
                  0);
-    expect_error("[server]\nlisten = \"8080\"\n", "key 'server.listen': expected \"host:port\"",
-                 0);
+    expect_error("[server]\nlisten = \"8080\"\n", "key 'server.listen': expected \"host:port\"", 0);
     expect_error("[server]\nlisten = \"h:70000\"\n", "key 'server.listen'", 0);
     expect_error("[gossip]\npeers = [\"https://ok:1\", \"ftp://x\"]\n",
                  "key 'gossip.peers': expected an http:// or https:// URL (element 2), found "
@@ -212,8 +211,7 @@ static void test_ahdapa_errors(void **state)
     expect_error("[server]\nissuer = \"not a url\"\n", "expected an http:// or https:// URL", 0);
     expect_error("[log]\nlevel = 3\n", "key 'log.level': expected string, found integer 3", 0);
     /* Several problems are all reported. */
-    expect_error("[server]\nlisten = 1\n[gossip]\ninterval_secs = true\n",
-                 "found boolean true", 0);
+    expect_error("[server]\nlisten = 1\n[gossip]\ninterval_secs = true\n", "found boolean true", 0);
 }
 
 static void test_missing_file(void **state)
@@ -321,10 +319,8 @@ static void test_akamu_errors(void **state)
                  "ec:P-256|ec:P-384|rsa:2048|rsa:3072|rsa:4096|ed25519, found string "
                  "\"rsa:1024\"",
                  1);
-    expect_error("[ca]\nvalidity_days = -1\n", "expected integer in 1..3650, found integer -1",
-                 1);
-    expect_error("[tls]\nenabled = true\n", "[tls] enabled = true needs cert_file and key_file",
-                 1);
+    expect_error("[ca]\nvalidity_days = -1\n", "expected integer in 1..3650, found integer -1", 1);
+    expect_error("[tls]\nenabled = true\n", "[tls] enabled = true needs cert_file and key_file", 1);
     expect_error("[server.eab_keys]\nk = \"short\"\n",
                  "key 'server.eab_keys.k': expected a base64url HMAC key", 1);
     expect_error("[server]\neab_keys = { k = 1 }\n",

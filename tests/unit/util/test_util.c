@@ -65,8 +65,8 @@ static void test_buf_steal(void **state)
 static void test_b64_rfc4648(void **state)
 {
     static const char *const in[] = {"", "f", "fo", "foo", "foob", "fooba", "foobar"};
-    static const char *const std[] = {"", "Zg==", "Zm8=", "Zm9v", "Zm9vYg==", "Zm9vYmE=",
-                                      "Zm9vYmFy"};
+    static const char *const std[] = {"",         "Zg==",     "Zm8=",    "Zm9v",
+                                      "Zm9vYg==", "Zm9vYmE=", "Zm9vYmFy"};
     static const char *const url[] = {"", "Zg", "Zm8", "Zm9v", "Zm9vYg", "Zm9vYmE", "Zm9vYmFy"};
     char out[32];
     unsigned char dec[32];
@@ -95,8 +95,8 @@ static void test_b64_reject(void **state)
     size_t n;
 
     (void)state;
-    assert_int_equal(ut_b64_decode("Zg=", 3, dec, &n, 0), -EINVAL);   /* bad length */
-    assert_int_equal(ut_b64_decode("Zh==", 4, dec, &n, 0), -EINVAL);  /* non-zero pad bits */
+    assert_int_equal(ut_b64_decode("Zg=", 3, dec, &n, 0), -EINVAL);  /* bad length */
+    assert_int_equal(ut_b64_decode("Zh==", 4, dec, &n, 0), -EINVAL); /* non-zero pad bits */
     assert_int_equal(ut_b64_decode("Zm9v YQ==", 9, dec, &n, 0), -EINVAL);
     assert_int_equal(ut_b64_decode("Zm+v", 4, dec, &n, 1), -EINVAL); /* '+' not url */
     assert_int_equal(ut_b64_decode("Zg==", 4, dec, &n, 1), -EINVAL); /* padding in url */
@@ -152,8 +152,8 @@ static void log_spec_line(void)
 {
     ut_log(UT_LOG_INFO, "gossip", "first-contact merge complete",
            UT_LF_S("peer", "http://node2.acme.internal:8081"), UT_LF_I("accounts", 142),
-           UT_LF_I("orders", 891), UT_LF_I("certificates", 734),
-           UT_LF_I("authorizations", 1023), UT_LF_I("cluster_nodes", 2));
+           UT_LF_I("orders", 891), UT_LF_I("certificates", 734), UT_LF_I("authorizations", 1023),
+           UT_LF_I("cluster_nodes", 2));
 }
 
 static void test_log_spec_shape(void **state)
