@@ -18,6 +18,8 @@ CONNS=${CONNS:-32}
 WARMUP=${WARMUP:-2s}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PIDS=()
+WRK_PID=""
+WRK_RESULT=""
 TMP=""
 
 die() { echo "healthz.sh: $*" >&2; exit 1; }
@@ -27,7 +29,7 @@ die() { echo "healthz.sh: $*" >&2; exit 1; }
 cleanup() {
     local rc=$? all=() pid kids i alive
     trap - EXIT INT TERM
-    for pid in "${PIDS[@]}"; do
+    for pid in "${PIDS[@]}" $WRK_PID; do
         all+=("$pid")
         kids=$(pgrep -P "$pid" 2>/dev/null || true)
         for k in $kids; do all+=("$k"); done
@@ -40,7 +42,7 @@ cleanup() {
         sleep 0.1
     done
     for pid in "${all[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}" $WRK_PID; do wait "$pid" 2>/dev/null || true; done
     [ -n "$TMP" ] && rm -rf "$TMP"
     exit "$rc"
 }
@@ -176,11 +178,21 @@ parse_wrk() {
     END { printf "%s %.3f %d\n", (rps == "" ? "0" : rps), p99, err }'
 }
 
+# Sets WRK_RESULT. wrk runs in the background and we wait for it: bash only
+# runs the INT/TERM traps once a foreground command ends, `wait` is
+# interrupted at once.
 run_wrk() {
-    local port=$1 dur=$2 out
-    out=$(timeout 300 wrk -t"$THREADS" -c"$CONNS" -d"$dur" --latency \
-        "https://127.0.0.1:$port/healthz" 2>&1) || { echo "$out" >&2; return 1; }
-    printf '%s\n' "$out" | parse_wrk
+    local port=$1 dur=$2 out=$TMP/wrk.out
+    timeout 300 wrk -t"$THREADS" -c"$CONNS" -d"$dur" --latency \
+        "https://127.0.0.1:$port/healthz" >"$out" 2>&1 &
+    WRK_PID=$!
+    if ! wait "$WRK_PID"; then
+        WRK_PID=""
+        cat "$out" >&2
+        return 1
+    fi
+    WRK_PID=""
+    WRK_RESULT=$(parse_wrk <"$out")
 }
 
 NAMES=(nginx)
@@ -193,10 +205,10 @@ RESULTS=()
 echo "wrk -t$THREADS -c$CONNS -d$DURATION --latency (HTTPS keep-alive, GET /healthz), $(nproc) CPUs"
 for i in "${!NAMES[@]}"; do
     if [ "$WARMUP" != "0" ]; then
-        run_wrk "${PORTS[$i]}" "$WARMUP" >/dev/null || die "wrk warm-up against ${NAMES[$i]} failed"
+        run_wrk "${PORTS[$i]}" "$WARMUP" || die "wrk warm-up against ${NAMES[$i]} failed"
     fi
-    r=$(run_wrk "${PORTS[$i]}" "$DURATION") || die "wrk against ${NAMES[$i]} failed"
-    RESULTS+=("$r")
+    run_wrk "${PORTS[$i]}" "$DURATION" || die "wrk against ${NAMES[$i]} failed"
+    RESULTS+=("$WRK_RESULT")
 done
 
 printf '\n%-8s %12s %10s %8s\n' server "req/s" "p99 ms" errors

@@ -86,7 +86,8 @@ else
 fi
 
 echo "== fuzzers (${FUZZ_SECONDS}s each)"
-if CC=clang build build-fuzz -Dfuzz=true -Dtests=false; then
+if CC=clang build build-fuzz -Dfuzz=true -Dtests=false -Dc_args=-fsanitize=fuzzer-no-link \
+     -Db_sanitize=address,undefined -Db_lundef=false; then
   counted "fuzz" ./tests/run-fuzz.sh build-fuzz "$FUZZ_SECONDS"
 else
   add 0 1 "fuzz build"

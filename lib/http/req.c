@@ -324,6 +324,8 @@ void http_reply(struct http_req *r, int status, const char *content_type, const 
         len = strlen(body);
     }
     r->replied = 1;
+    if (body == NULL)
+        len = 0;
     h = evhttp_request_get_output_headers(r->ev);
     remove_all(h, "Content-Type");
     remove_all(h, "Content-Length");
