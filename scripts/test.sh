@@ -37,14 +37,19 @@ build() {
     { tail -50 "$LOG/$(basename "$dir")-build.log"; return 1; }
 }
 
-# meson_unit DIR NAME: run the unit suite and count tests.
+# meson_unit DIR NAME: run the unit suite; count cmocka cases (each binary
+# prints "[  PASSED  ] N test(s)." / "[  FAILED  ] N test(s)"), and count a
+# binary that failed without a cmocka summary (crash, sanitizer) as one.
 meson_unit() {
   out="$LOG/$2-unit.log"
   meson test -C "$1" --suite unit --print-errorlogs >"$out" 2>&1
-  ok=$(sed -n 's/^Ok: *\([0-9]*\).*/\1/p' "$out" | tail -1)
-  bad=$(sed -n 's/^Fail: *\([0-9]*\).*/\1/p' "$out" | tail -1)
+  tlog="$1/meson-logs/testlog.txt"
+  bad_bins=$(sed -n 's/^Fail: *\([0-9]*\).*/\1/p' "$out" | tail -1)
   to=$(sed -n 's/^Timeout: *\([0-9]*\).*/\1/p' "$out" | tail -1)
-  ok=${ok:-0}; bad=$(( ${bad:-0} + ${to:-0} ))
+  bad_bins=$(( ${bad_bins:-0} + ${to:-0} ))
+  ok=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' "$tlog" | awk '{s+=$1} END {print s+0}')
+  bad=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' "$tlog" | awk '{s+=$1} END {print s+0}')
+  [ "$bad" -ge "$bad_bins" ] || bad=$bad_bins
   if [ "$ok" -eq 0 ] && [ "$bad" -eq 0 ]; then bad=1; fi
   [ "$bad" -eq 0 ] || grep -E '^ *[0-9]+/[0-9]+ .*(FAIL|TIMEOUT)' "$out"
   [ "$bad" -eq 0 ] || tail -60 "$out"
