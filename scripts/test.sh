@@ -77,6 +77,8 @@ echo "== normal build"
 if build build; then
   meson_unit build normal
   counted "toml-test (normal)" $PY tests/toml/run-toml-test.py build/tools/toml-decode "$SHARED_DIR/vectors/toml-test"
+  counted "ML-KEM constant time (valgrind)" ./tests/crypto/run-ct.sh build
+  counted "KEM interop with @noble/post-quantum" ./tests/crypto/run-interop.sh build/tools/cry-tool
 else
   add 0 1 "normal build"
 fi

@@ -6,16 +6,20 @@
 
 #include "cfg/cfg.h"
 #include "http/http.h"
+#include "crypto/envelope.h"
 #include "store/store.h"
 
 struct ahdapa {
     struct ahdapa_cfg *cfg; /* owned; replaced on SIGHUP reload */
     struct store *store;
     struct http_server *http;
+    struct cry_identity *identity; /* this node's gossip keys (node_keys) */
 };
 
 /* Endpoint families register their routes here. */
 int ahdapa_health_routes(struct ahdapa *a, struct ut_err *err);
+/* GET /api/gossip/kem-info. */
+int ahdapa_gossip_routes(struct ahdapa *a, struct ut_err *err);
 
 /* The schema migrations of ahdapa's database. */
 extern const struct store_migration ahdapa_migrations[];

@@ -12,6 +12,8 @@
 #include <unistd.h>
 
 #include "ahdapa.h"
+#include "gossip/nodeid.h"
+#include "gossip/nodekey.h"
 #include "util/log.h"
 #include "util/sig.h"
 
@@ -71,11 +73,25 @@ static int start(struct ahdapa *a, struct ut_err *err)
     };
     int rc;
 
+    char node_id[CRY_ENV_ID_MAX + 1];
+    int created = 0;
+
     if ((rc = store_open(&a->store, &so, err)) < 0)
         return rc;
+    if (a->cfg->gossip.node_id)
+        snprintf(node_id, sizeof(node_id), "%s", a->cfg->gossip.node_id);
+    else if ((rc = gsp_node_id_default(a->cfg->server.issuer, a->cfg->server.listen, node_id,
+                                       sizeof(node_id), err)) < 0)
+        return rc;
+    /* The wrapping key (the cluster key) arrives with the admin API; until
+     * then node keys are stored in clear (see docs/operations.md). */
+    if ((rc = gsp_nodekey_load(a->store, node_id, NULL, &a->identity, &created, err)) < 0)
+        return rc;
+    ut_log(UT_LOG_INFO, MOD, "node identity", UT_LF_S("node_id", node_id),
+           UT_LF_S("identity", created ? "generated" : "loaded"));
     if ((rc = http_server_new(&a->http, &ho, err)) < 0)
         return rc;
-    if ((rc = ahdapa_health_routes(a, err)) < 0)
+    if ((rc = ahdapa_health_routes(a, err)) < 0 || (rc = ahdapa_gossip_routes(a, err)) < 0)
         return rc;
     if ((rc = http_server_start(a->http, err)) < 0)
         return rc;
@@ -162,6 +178,7 @@ out:
         http_server_stop(a.http);
         http_server_free(a.http);
     }
+    cry_identity_free(a.identity);
     if (a.store)
         store_close(a.store);
     ahdapa_cfg_free(a.cfg);

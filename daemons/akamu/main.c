@@ -12,6 +12,8 @@
 #include <unistd.h>
 
 #include "akamu.h"
+#include "gossip/nodeid.h"
+#include "gossip/nodekey.h"
 #include "util/log.h"
 #include "util/sig.h"
 
@@ -57,7 +59,7 @@ static int load(const char *path, unsigned flags, struct akamu_cfg **out)
 }
 
 static int start_listener(struct akamu *a, struct http_server **out, const char *listen, int tls,
-                          const char *what, struct ut_err *err)
+                          int admin, const char *what, struct ut_err *err)
 {
     struct http_server_opts ho = {
         .listen = listen,
@@ -70,6 +72,8 @@ static int start_listener(struct akamu *a, struct http_server **out, const char 
     if ((rc = http_server_new(out, &ho, err)) < 0)
         goto out;
     if ((rc = akamu_health_routes(a, *out, err)) < 0)
+        goto out;
+    if (admin && (rc = akamu_gossip_routes(a, *out, err)) < 0)
         goto out;
     if ((rc = http_server_start(*out, err)) < 0)
         goto out;
@@ -90,14 +94,28 @@ static int start(struct akamu *a, struct ut_err *err)
     };
     int rc;
 
+    char node_id[CRY_ENV_ID_MAX + 1];
+    int created = 0;
+
     if ((rc = store_open(&a->store, &so, err)) < 0)
         return rc;
-    if ((rc = start_listener(a, &a->acme, a->cfg->listen_addr, a->cfg->tls.enabled, "acme", err)) <
-        0)
+    if (a->cfg->gossip.node_id)
+        snprintf(node_id, sizeof(node_id), "%s", a->cfg->gossip.node_id);
+    else if ((rc = gsp_node_id_default(NULL, a->cfg->admin_listen_addr, node_id, sizeof(node_id),
+                                       err)) < 0)
         return rc;
-    if (a->cfg->admin_listen_addr &&
-        (rc = start_listener(a, &a->admin, a->cfg->admin_listen_addr, 0, "admin", err)) < 0)
+    if ((rc = gsp_nodekey_load(a->store, node_id, NULL, &a->identity, &created, err)) < 0)
         return rc;
+    ut_log(UT_LOG_INFO, MOD, "node identity", UT_LF_S("node_id", node_id),
+           UT_LF_S("identity", created ? "generated" : "loaded"));
+    rc = start_listener(a, &a->acme, a->cfg->listen_addr, a->cfg->tls.enabled, 0, "acme", err);
+    if (rc < 0)
+        return rc;
+    if (a->cfg->admin_listen_addr) {
+        rc = start_listener(a, &a->admin, a->cfg->admin_listen_addr, 0, 1, "admin", err);
+        if (rc < 0)
+            return rc;
+    }
     ut_log(UT_LOG_INFO, MOD, "ready",
            UT_LF_S("base_url", a->cfg->base_url ? a->cfg->base_url : ""));
     return 0;
@@ -184,6 +202,7 @@ out:
         http_server_stop(a.admin);
         http_server_free(a.admin);
     }
+    cry_identity_free(a.identity);
     if (a.store)
         store_close(a.store);
     akamu_cfg_free(a.cfg);

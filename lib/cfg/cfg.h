@@ -66,7 +66,8 @@ struct ahdapa_cfg {
         char *keytab;
     } gssapi;
     struct {
-        bool present; /* no [gossip]: single-node mode */
+        bool present;  /* no [gossip]: single-node mode */
+        char *node_id; /* NULL: derived from issuer / listen */
         struct cfg_strv peers;
         int64_t interval_secs;
         struct cfg_strv allowed_node_ids;
@@ -110,6 +111,7 @@ struct akamu_cfg {
     } tls;
     struct {
         bool present;
+        char *node_id; /* NULL: derived from admin_listen_addr */
         struct cfg_strv peers;
         int64_t interval_secs;
         int64_t tombstone_ttl_secs;

@@ -39,6 +39,8 @@ static const char *kind_name(const struct cfg_key *k)
         return "database URL";
     case CFG_K_STRMAP:
         return "table of strings";
+    case CFG_K_TOKEN:
+        return "identifier";
     }
     return "?";
 }

@@ -342,6 +342,21 @@ static int bind(struct ctx *c, const struct cfg_key *k, const struct toml_value 
         }
         set_str(c->obj, k->off, s);
         return 0;
+    case CFG_K_TOKEN: {
+        size_t n = strlen(s);
+        int ok = n >= (size_t)k->min && n <= (size_t)k->max;
+        for (size_t i = 0; ok && i < n; i++)
+            ok = (unsigned char)s[i] > 0x20 && (unsigned char)s[i] < 0x7f;
+        if (!ok) {
+            snprintf(want, sizeof(want),
+                     "%" PRId64 "..%" PRId64 " printable ASCII characters without spaces", k->min,
+                     k->max);
+            type_error(c, k, v, want);
+            return -EINVAL;
+        }
+        set_str(c->obj, k->off, s);
+        return 0;
+    }
     case CFG_K_PATH: {
         if (*s == '\0') {
             type_error(c, k, v, "a non-empty path");

@@ -29,6 +29,7 @@ enum cfg_kind {
     CFG_K_URL,      /* char*; http:// or https:// URL */
     CFG_K_DBURL,    /* char*; sqlite://..., sqlite::memory:, postgresql://... */
     CFG_K_STRMAP,   /* struct cfg_strmap; a table of strings */
+    CFG_K_TOKEN,    /* char*; printable ASCII, no spaces, length min..max */
 };
 
 #define CFG_NO_PRESENT ((size_t)-1)

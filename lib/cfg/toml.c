@@ -8,6 +8,7 @@
  * once up front; after that the parser works on bytes and only has to look
  * for ASCII structure and control characters.
  */
+#include "util/hex.h"
 #include "cfg/toml.h"
 #include "util/buf.h"
 
@@ -598,17 +599,6 @@ static int expect_eol(struct parser *ps, const char *after)
 
 /* ---- strings ---- */
 
-static int hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 static int put_utf8(struct ut_buf *out, uint32_t cp)
 {
     char b[4];
@@ -670,7 +660,7 @@ static int parse_escape(struct parser *ps, struct ut_buf *out, bool multi)
     case 'U':
         ndig = c == 'u' ? 4 : 8;
         for (i = 1; i <= ndig; i++) {
-            if (ps->pos + i >= ps->n || (h = hexval((unsigned char)ps->s[ps->pos + i])) < 0) {
+            if (ps->pos + i >= ps->n || (h = ut_hexval((unsigned char)ps->s[ps->pos + i])) < 0) {
                 quote_bytes(ps->tok, sizeof(ps->tok), ps->s + start, ps->pos + i - start, 12, '\'');
                 return fail(ps, start, "escape %s needs %zu hex digits", ps->tok, ndig);
             }
@@ -964,7 +954,7 @@ static bool is_digit(unsigned char c)
 static bool is_digit_base(unsigned char c, int base)
 {
     if (base == 16)
-        return hexval(c) >= 0;
+        return ut_hexval(c) >= 0;
     return c >= '0' && c < '0' + base;
 }
 
@@ -1198,7 +1188,7 @@ static int parse_integer(struct parser *ps, size_t start, const char *t, size_t 
     for (i = j; i < len; i++) {
         if (t[i] == '_')
             continue;
-        dv = hexval((unsigned char)t[i]);
+        dv = ut_hexval((unsigned char)t[i]);
         if (acc > (limit - (uint64_t)dv) / (uint64_t)base)
             return bad_number(ps, start, t, len, "integer does not fit in 64 bits");
         acc = acc * (uint64_t)base + (uint64_t)dv;

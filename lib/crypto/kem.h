@@ -20,6 +20,10 @@
  * random source or OpenSSL fails. Outputs are undefined on error.
  * Decapsulation of a malformed ciphertext is NOT an error: it returns 0
  * with the implicit-rejection secret, as FIPS 203 requires.
+ *
+ * Lengths: keys and ciphertexts are fixed-size arrays, so the length part of
+ * the FIPS 203 checks (an ek, dk or ct of any other length is invalid) is
+ * the caller's job when it takes them from the wire.
  */
 #ifndef CRY_KEM_H
 #define CRY_KEM_H
@@ -38,8 +42,8 @@
 #define CRY_XWING_SS_BYTES    32
 #define CRY_XWING_ESEED_BYTES 64
 
-int cry_mlkem768_keygen(const uint8_t d[32], const uint8_t z[32],
-                        uint8_t ek[CRY_MLKEM768_EK_BYTES], uint8_t dk[CRY_MLKEM768_DK_BYTES]);
+int cry_mlkem768_keygen(const uint8_t d[32], const uint8_t z[32], uint8_t ek[CRY_MLKEM768_EK_BYTES],
+                        uint8_t dk[CRY_MLKEM768_DK_BYTES]);
 int cry_mlkem768_encaps(const uint8_t ek[CRY_MLKEM768_EK_BYTES], const uint8_t m[32],
                         uint8_t ct[CRY_MLKEM768_CT_BYTES], uint8_t ss[CRY_MLKEM_SS_BYTES]);
 int cry_mlkem768_decaps(const uint8_t dk[CRY_MLKEM768_DK_BYTES],
@@ -52,7 +56,11 @@ int cry_mlkem768_keygen_rand(uint8_t ek[CRY_MLKEM768_EK_BYTES], uint8_t dk[CRY_M
 int cry_mlkem768_encaps_rand(const uint8_t ek[CRY_MLKEM768_EK_BYTES],
                              uint8_t ct[CRY_MLKEM768_CT_BYTES], uint8_t ss[CRY_MLKEM_SS_BYTES]);
 
-/* X-Wing: sk is the 32-byte seed; pk = ML-KEM ek || X25519 public key. */
+/* X-Wing: sk is the 32-byte seed; pk = ML-KEM ek || X25519 public key.
+ * ct = ML-KEM ct || X25519 ephemeral public key. Encapsulation runs the
+ * ML-KEM ek check (-EINVAL). A low-order X25519 input (ct_X or pk_X) gives
+ * the all-zero X25519 value that RFC 7748 and the draft use, not an error,
+ * so decapsulation fails only if OpenSSL does (-EIO). */
 int cry_xwing_keygen(const uint8_t seed[CRY_XWING_SK_BYTES], uint8_t pk[CRY_XWING_PK_BYTES]);
 int cry_xwing_encaps(const uint8_t pk[CRY_XWING_PK_BYTES],
                      const uint8_t eseed[CRY_XWING_ESEED_BYTES], uint8_t ct[CRY_XWING_CT_BYTES],

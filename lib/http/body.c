@@ -5,6 +5,7 @@
  * every length is checked before use, nothing recurses on input depth, and
  * every failure leaves no allocation behind.
  */
+#include "util/hex.h"
 #include "http/http_int.h"
 
 #include <errno.h>
@@ -31,17 +32,6 @@ struct http_form {
     struct form_field f[HTTP_FORM_MAX_FIELDS];
 };
 
-static int hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 long http_pct_decode(const char *in, size_t len, int plus_is_space, char *out, size_t *bad)
 {
     size_t i = 0, o = 0;
@@ -56,8 +46,8 @@ long http_pct_decode(const char *in, size_t len, int plus_is_space, char *out, s
         if (c == '%') {
             int hi, lo;
 
-            if (len - i < 3 || (hi = hexval((unsigned char)in[i + 1])) < 0 ||
-                (lo = hexval((unsigned char)in[i + 2])) < 0) {
+            if (len - i < 3 || (hi = ut_hexval((unsigned char)in[i + 1])) < 0 ||
+                (lo = ut_hexval((unsigned char)in[i + 2])) < 0) {
                 *bad = i;
                 return -EINVAL;
             }

@@ -252,7 +252,7 @@ def test_docs_config_matches_schema():
     doc = open(os.path.join(ROOT, "docs", "config.md")).read()
     for line in out.splitlines():
         if line.startswith("| `"):
-            assert line in doc, f"docs/config.md is missing or has a stale row:\n{line}"
+            assert line in doc, f"docs/config.md is stale (run scripts/update-config-doc.sh):\n{line}"
 
 
 def test_demo_check_mode():

@@ -14,6 +14,7 @@
 #include "util/b64.h"
 #include "util/buf.h"
 #include "util/err.h"
+#include "util/hex.h"
 #include "util/log.h"
 #include "util/mem.h"
 
@@ -105,6 +106,23 @@ static void test_b64_reject(void **state)
     assert_int_equal(n, 2);
     assert_int_equal(dec[0], 0xfb);
     assert_int_equal(dec[1], 0xff);
+}
+
+static void test_hex(void **state)
+{
+    uint8_t b[3];
+    char s[7];
+
+    (void)state;
+    assert_int_equal(ut_hex_decode("00fFa1", 6, b, 3), 0);
+    assert_int_equal(b[0], 0x00);
+    assert_int_equal(b[1], 0xff);
+    assert_int_equal(b[2], 0xa1);
+    ut_hex_encode(b, 3, s);
+    assert_string_equal(s, "00ffa1");
+    assert_int_equal(ut_hex_decode("0g", 2, b, 1), -EINVAL);
+    assert_int_equal(ut_hex_decode("abc", 3, b, 1), -EINVAL);
+    assert_int_equal(ut_hexval('x'), -1);
 }
 
 static void test_ct_eq(void **state)
@@ -243,6 +261,7 @@ int main(void)
         cmocka_unit_test(test_buf_steal),
         cmocka_unit_test(test_b64_rfc4648),
         cmocka_unit_test(test_b64_reject),
+        cmocka_unit_test(test_hex),
         cmocka_unit_test(test_ct_eq),
         cmocka_unit_test(test_memzero),
         cmocka_unit_test(test_log_spec_shape),

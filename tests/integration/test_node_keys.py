@@ -1,0 +1,72 @@
+"""Node gossip keys: generated on first start, served by GET /api/gossip/kem-info,
+unchanged across a restart; akamu serves them on the admin listener only."""
+import base64
+
+import requests
+
+from conftest import free_port
+from test_daemons import SPEC_AKAMU, ahdapa_config
+
+
+def b64u(s):
+    return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
+
+
+def kem_info(url, verify):
+    r = requests.get(url, verify=verify, timeout=5)
+    assert r.status_code == 200, r.text
+    j = r.json()
+    assert set(j) == {"node_id", "kem_alg", "kem_public_key", "signing_alg", "signing_public_key"}
+    assert j["kem_alg"] == "X-Wing" and j["signing_alg"] == "ES256"
+    assert len(b64u(j["kem_public_key"])) == 1216
+    pub = b64u(j["signing_public_key"])
+    assert len(pub) == 65 and pub[0] == 4
+    return j
+
+
+def test_ahdapa_keys_survive_restart(tmp_path, pki, daemons):
+    port = free_port()
+    cfg = ahdapa_config(tmp_path, pki, port)
+    d = daemons("ahdapa", cfg)
+    d.wait_ready(f"https://127.0.0.1:{port}/healthz", pki["ca"])
+    first = kem_info(f"https://127.0.0.1:{port}/api/gossip/kem-info", pki["ca"])
+    assert first["node_id"] == f"127.0.0.1:{port}"  # issuer's host:port
+    assert 'identity="generated"' in d.text()
+    assert d.stop() == 0
+
+    d2 = daemons("ahdapa", cfg)
+    d2.wait_ready(f"https://127.0.0.1:{port}/healthz", pki["ca"])
+    again = kem_info(f"https://127.0.0.1:{port}/api/gossip/kem-info", pki["ca"])
+    assert again == first
+    assert 'identity="loaded"' in d2.text()
+    assert d2.stop() == 0
+
+
+def test_ahdapa_node_id_config_and_mismatch(tmp_path, pki, daemons):
+    port = free_port()
+    cfg = ahdapa_config(tmp_path, pki, port)
+    text = open(cfg).read().replace("[gossip]\n", "[gossip]\nnode_id = \"node-a\"\n")
+    open(cfg, "w").write(text)
+    d = daemons("ahdapa", cfg)
+    d.wait_ready(f"https://127.0.0.1:{port}/healthz", pki["ca"])
+    assert kem_info(f"https://127.0.0.1:{port}/api/gossip/kem-info", pki["ca"])["node_id"] == "node-a"
+    d.stop()
+    # The same database under another id: refused with a clear message.
+    open(cfg, "w").write(text.replace("node-a", "node-b"))
+    d2 = daemons("ahdapa", cfg)
+    assert d2.proc.wait(30) == 1
+    assert 'holds the keys of node id \\"node-a\\"' in d2.text() or \
+        'holds the keys of node id "node-a"' in d2.text(), d2.text()
+
+
+def test_akamu_kem_info_on_admin_only(tmp_path, pki, daemons):
+    port, admin = free_port(), free_port()
+    p = tmp_path / "akamu.toml"
+    p.write_text(SPEC_AKAMU.format(port=port, admin=admin, db=tmp_path / "akamu.db", **pki))
+    d = daemons("akamu", str(p))
+    d.wait_ready(f"https://127.0.0.1:{port}/healthz", pki["ca"])
+    j = kem_info(f"http://127.0.0.1:{admin}/api/gossip/kem-info", None)
+    assert j["node_id"] == f"127.0.0.1:{admin}"
+    r = requests.get(f"https://127.0.0.1:{port}/api/gossip/kem-info", verify=pki["ca"], timeout=5)
+    assert r.status_code == 404
+    d.stop()
