@@ -95,6 +95,7 @@ static int start(struct akamu *a, struct ut_err *err)
     int rc;
 
     char node_id[CRY_ENV_ID_MAX + 1];
+    struct gsp_wrapkey wrap;
     int created = 0;
 
     if ((rc = store_open(&a->store, &so, err)) < 0)
@@ -104,7 +105,13 @@ static int start(struct akamu *a, struct ut_err *err)
     else if ((rc = gsp_node_id_default(NULL, a->cfg->admin_listen_addr, node_id, sizeof(node_id),
                                        err)) < 0)
         return rc;
-    if ((rc = gsp_nodekey_load(a->store, node_id, NULL, &a->identity, &created, err)) < 0)
+    if (a->cfg->gossip.wrapping_key_file &&
+        (rc = gsp_wrapkey_read_file(a->cfg->gossip.wrapping_key_file, &wrap, err)) < 0)
+        return rc;
+    rc = gsp_nodekey_load(a->store, node_id, a->cfg->gossip.wrapping_key_file ? &wrap : NULL,
+                          &a->identity, &created, err);
+    gsp_wrapkey_clear(&wrap);
+    if (rc < 0)
         return rc;
     ut_log(UT_LOG_INFO, MOD, "node identity", UT_LF_S("node_id", node_id),
            UT_LF_S("identity", created ? "generated" : "loaded"));

@@ -62,6 +62,8 @@ static const struct cfg_key keys[] = {
      "PEM private key of cert_file"},
     {"gossip", "node_id", CFG_K_TOKEN, OFF(gossip.node_id), NULL, 0, 1, 255, NULL,
      "this node's gossip id; default: host:port of admin_listen_addr"},
+    {"gossip", "wrapping_key_file", CFG_K_PATH, OFF(gossip.wrapping_key_file), NULL, 0, 0, 0, NULL,
+     "base64 of 32 bytes; seals this node's private gossip keys at rest"},
     {"gossip", "peers", CFG_K_URLV, OFF(gossip.peers), NULL, 0, 0, 0, NULL,
      "admin base URLs of the other nodes"},
     {"gossip", "interval_secs", CFG_K_INT, OFF(gossip.interval_secs), NULL, 15, 1, DAY, NULL,

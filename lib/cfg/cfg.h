@@ -66,8 +66,9 @@ struct ahdapa_cfg {
         char *keytab;
     } gssapi;
     struct {
-        bool present;  /* no [gossip]: single-node mode */
-        char *node_id; /* NULL: derived from issuer / listen */
+        bool present;            /* no [gossip]: single-node mode */
+        char *node_id;           /* NULL: derived from issuer / listen */
+        char *wrapping_key_file; /* NULL: node keys in clear until a cluster key exists */
         struct cfg_strv peers;
         int64_t interval_secs;
         struct cfg_strv allowed_node_ids;
@@ -111,7 +112,8 @@ struct akamu_cfg {
     } tls;
     struct {
         bool present;
-        char *node_id; /* NULL: derived from admin_listen_addr */
+        char *node_id;           /* NULL: derived from admin_listen_addr */
+        char *wrapping_key_file; /* NULL: node keys stored in clear */
         struct cfg_strv peers;
         int64_t interval_secs;
         int64_t tombstone_ttl_secs;

@@ -6,9 +6,11 @@
 #include <openssl/kdf.h>
 #include <openssl/rand.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <string.h>
 #include <time.h>
 
+#include "util/b64.h"
 #include "util/log.h"
 #include "util/mem.h"
 
@@ -52,6 +54,42 @@ void gsp_wrapkey_init(struct gsp_wrapkey *w, const uint8_t key[GSP_WRAPKEY_BYTES
 void gsp_wrapkey_clear(struct gsp_wrapkey *w)
 {
     ut_memzero(w, sizeof(*w));
+}
+
+int gsp_wrapkey_read_file(const char *path, struct gsp_wrapkey *w, struct ut_err *err)
+{
+    char text[128];
+    uint8_t raw[96];
+    size_t n = 0, rawlen = 0;
+    struct stat sb;
+    FILE *f = fopen(path, "re");
+    const char *p;
+    int rc = -EINVAL;
+
+    if (f == NULL) {
+        rc = -errno;
+        ut_err_set(err, "wrapping key file %s: %s", path, strerror(errno));
+        return rc;
+    }
+    n = fread(text, 1, sizeof(text) - 1, f);
+    if (fstat(fileno(f), &sb) == 0 && (sb.st_mode & 077))
+        ut_log(UT_LOG_WARN, "gossip", "wrapping key file is readable by group or others",
+               UT_LF_S("path", path));
+    fclose(f);
+    text[n] = '\0';
+    p = text + strspn(text, " \t\r\n");
+    n = strcspn(p, " \t\r\n");
+    if (p[n + strspn(p + n, " \t\r\n")] != '\0' || n == 0 || n > 64 ||
+        ut_b64_decode(p, n, raw, &rawlen, 0) < 0 || rawlen != GSP_WRAPKEY_BYTES) {
+        ut_err_set(err, "wrapping key file %s: expected base64 of exactly 32 bytes", path);
+        goto out;
+    }
+    gsp_wrapkey_init(w, raw);
+    rc = 0;
+out:
+    ut_memzero(text, sizeof(text));
+    ut_memzero(raw, sizeof(raw));
+    return rc;
 }
 
 /* AES-256 key for wrapping: HKDF-SHA256(ikm = wrapping key). */
@@ -125,7 +163,7 @@ struct job {
     const struct gsp_wrapkey *new_key;
     struct cry_identity *id; /* out */
     int created;
-    char wrap_id[GSP_WRAPKEY_ID_LEN + 1];
+    int sealed_now; /* load: a clear row was sealed under wrap */
 };
 
 static int insert_new(sqlite3 *db, struct job *j, struct ut_err *err)
@@ -212,6 +250,39 @@ static int read_secret(sqlite3_stmt *st, const char *node_id, const struct gsp_w
     return 0;
 }
 
+/* Stores secret sealed under key (or in clear when key is NULL). */
+static int write_secret(sqlite3 *db, const char *node_id, const uint8_t secret[SECRET_BYTES],
+                        const struct gsp_wrapkey *key, struct ut_err *err)
+{
+    uint8_t sealed[SEALED_BYTES];
+    sqlite3_stmt *up = NULL;
+    int rc = -EIO;
+
+    if (key && gcm(1, key, node_id, secret, SECRET_BYTES, sealed) < 0) {
+        ut_err_set(err, "node_keys: cannot seal with key id %s", key->id);
+        goto out;
+    }
+    if (sqlite3_prepare_v2(db, "UPDATE node_keys SET secret = ?, wrap_key_id = ? WHERE id = 1", -1,
+                           &up, NULL) != SQLITE_OK)
+        goto sqlerr;
+    if (key) {
+        sqlite3_bind_blob(up, 1, sealed, sizeof(sealed), SQLITE_STATIC);
+        sqlite3_bind_text(up, 2, key->id, -1, SQLITE_STATIC);
+    } else {
+        sqlite3_bind_blob(up, 1, secret, SECRET_BYTES, SQLITE_STATIC);
+        sqlite3_bind_null(up, 2);
+    }
+    if (sqlite3_step(up) != SQLITE_DONE)
+        goto sqlerr;
+    rc = 0;
+    goto out;
+sqlerr:
+    ut_err_set(err, "node_keys: %s", sqlite3_errmsg(db));
+out:
+    sqlite3_finalize(up);
+    return rc;
+}
+
 static const char select_sql[] = "SELECT node_id, kem_public_key, signing_public_key, secret, "
                                  "wrap_key_id FROM node_keys WHERE id = 1";
 
@@ -265,10 +336,21 @@ static int load_job(sqlite3 *db, void *arg, struct ut_err *err)
         rc = -EBADMSG;
         goto out;
     }
+    /* A row still in clear is sealed as soon as a wrapping key exists. */
+    if (j->wrap && sqlite3_column_type(st, 4) == SQLITE_NULL) {
+        sqlite3_reset(st);
+        if ((rc = write_secret(db, j->node_id, secret, j->wrap, err)) < 0)
+            goto out;
+        j->sealed_now = 1;
+    }
     rc = 0;
 out:
     ut_memzero(secret, sizeof(secret));
     sqlite3_finalize(st);
+    if (rc < 0) {
+        cry_identity_free(j->id);
+        j->id = NULL;
+    }
     return rc;
 }
 
@@ -289,6 +371,8 @@ int gsp_nodekey_load(struct store *s, const char *node_id, const struct gsp_wrap
     if (j.created)
         ut_log(UT_LOG_INFO, "gossip", "generated node keys", UT_LF_S("node_id", node_id),
                UT_LF_S("kem_alg", KEM_ALG), UT_LF_S("signing_alg", SIG_ALG));
+    if (j.sealed_now)
+        ut_log(UT_LOG_INFO, "gossip", "node keys sealed at rest", UT_LF_S("wrap_id", wrap->id));
     *out = j.id;
     return 0;
 }
@@ -296,56 +380,34 @@ int gsp_nodekey_load(struct store *s, const char *node_id, const struct gsp_wrap
 static int rewrap_job(sqlite3 *db, void *arg, struct ut_err *err)
 {
     struct job *j = arg;
-    uint8_t secret[SECRET_BYTES], sealed[SEALED_BYTES];
-    sqlite3_stmt *st = NULL, *up = NULL;
+    uint8_t secret[SECRET_BYTES];
+    sqlite3_stmt *st = NULL;
     char node_id[CRY_ENV_ID_MAX + 1];
     const char *wid;
     int rc;
 
-    if (sqlite3_prepare_v2(db, select_sql, -1, &st, NULL) != SQLITE_OK)
-        goto sqlerr;
-    if ((rc = sqlite3_step(st)) != SQLITE_ROW) {
+    if (sqlite3_prepare_v2(db, select_sql, -1, &st, NULL) != SQLITE_OK) {
+        ut_err_set(err, "node_keys: %s", sqlite3_errmsg(db));
+        return -EIO;
+    }
+    if (sqlite3_step(st) != SQLITE_ROW) {
         ut_err_set(err, "node_keys: no keys stored yet");
         rc = -ENOENT;
         goto out;
     }
     snprintf(node_id, sizeof(node_id), "%s", (const char *)sqlite3_column_text(st, 0));
     wid = (const char *)sqlite3_column_text(st, 4);
-    if (j->new_key && wid && strcmp(wid, j->new_key->id) == 0) {
-        rc = 0; /* already under new_key */
-        goto out;
-    }
-    if (j->new_key == NULL && wid == NULL) {
-        rc = 0;
+    if ((j->new_key && wid && strcmp(wid, j->new_key->id) == 0) || (!j->new_key && !wid)) {
+        rc = 0; /* already as asked */
         goto out;
     }
     if ((rc = read_secret(st, node_id, j->wrap, secret, err)) < 0)
         goto out;
-    if (j->new_key && (rc = gcm(1, j->new_key, node_id, secret, SECRET_BYTES, sealed)) < 0) {
-        ut_err_set(err, "node_keys: cannot seal with the new key");
-        goto out;
-    }
-    if (sqlite3_prepare_v2(db, "UPDATE node_keys SET secret = ?, wrap_key_id = ? WHERE id = 1", -1,
-                           &up, NULL) != SQLITE_OK)
-        goto sqlerr;
-    if (j->new_key) {
-        sqlite3_bind_blob(up, 1, sealed, sizeof(sealed), SQLITE_STATIC);
-        sqlite3_bind_text(up, 2, j->new_key->id, -1, SQLITE_STATIC);
-    } else {
-        sqlite3_bind_blob(up, 1, secret, sizeof(secret), SQLITE_STATIC);
-        sqlite3_bind_null(up, 2);
-    }
-    if (sqlite3_step(up) != SQLITE_DONE)
-        goto sqlerr;
-    rc = 0;
-    goto out;
-sqlerr:
-    ut_err_set(err, "node_keys: %s", sqlite3_errmsg(db));
-    rc = -EIO;
+    sqlite3_reset(st);
+    rc = write_secret(db, node_id, secret, j->new_key, err);
 out:
     ut_memzero(secret, sizeof(secret));
     sqlite3_finalize(st);
-    sqlite3_finalize(up);
     return rc;
 }
 

@@ -38,9 +38,14 @@ struct gsp_wrapkey {
 void gsp_wrapkey_init(struct gsp_wrapkey *w, const uint8_t key[GSP_WRAPKEY_BYTES]);
 /* Zeroizes w. */
 void gsp_wrapkey_clear(struct gsp_wrapkey *w);
+/* Reads a wrapping key file: standard base64 of exactly 32 bytes, with
+ * optional surrounding whitespace (e.g. `openssl rand -base64 32 > f`).
+ * A file readable by group or others is accepted with a warning. */
+int gsp_wrapkey_read_file(const char *path, struct gsp_wrapkey *w, struct ut_err *err);
 
 /* Loads this node's identity, creating and storing it on first start.
- * wrap: the current wrapping key or NULL. *created (optional) is set to 1
+ * wrap: the current wrapping key or NULL; a row still in clear is sealed
+ * under wrap in the same transaction. *created (optional) is set to 1
  * when the keys were generated now. Errors: the stored row belongs to
  * another node id (-EEXIST), it is wrapped and wrap is NULL or another key
  * (-EACCES), it is corrupt (-EBADMSG). */

@@ -70,3 +70,59 @@ def test_akamu_kem_info_on_admin_only(tmp_path, pki, daemons):
     r = requests.get(f"https://127.0.0.1:{port}/api/gossip/kem-info", verify=pki["ca"], timeout=5)
     assert r.status_code == 404
     d.stop()
+
+
+def test_node_keys_sealed_at_rest(tmp_path, pki, daemons):
+    import sqlite3
+    port = free_port()
+    cfg = ahdapa_config(tmp_path, pki, port)
+    url = f"https://127.0.0.1:{port}/api/gossip/kem-info"
+    db = tmp_path / "node.db"
+
+    def row():
+        with sqlite3.connect(db) as c:
+            return c.execute("SELECT length(secret), wrap_key_id FROM node_keys").fetchone()
+
+    d = daemons("ahdapa", cfg)
+    d.wait_ready(f"https://127.0.0.1:{port}/healthz", pki["ca"])
+    first = kem_info(url, pki["ca"])
+    d.stop()
+    assert row() == (64, None)  # in clear: no wrapping key yet
+
+    key = tmp_path / "wrap.key"
+    key.write_text(base64.b64encode(bytes(range(32))).decode() + "\n")
+    key.chmod(0o600)
+    base = open(cfg).read()
+    open(cfg, "w").write(base.replace("[gossip]\n", f"[gossip]\nwrapping_key_file = \"{key}\"\n"))
+    d = daemons("ahdapa", cfg)
+    d.wait_ready(f"https://127.0.0.1:{port}/healthz", pki["ca"])
+    assert kem_info(url, pki["ca"]) == first
+    assert "node keys sealed at rest" in d.text()
+    d.stop()
+    length, wid = row()
+    assert length == 12 + 64 + 16 and wid and len(wid) == 16
+
+    # Without the key file the node refuses to start, naming the key id.
+    open(cfg, "w").write(base)
+    d = daemons("ahdapa", cfg)
+    assert d.proc.wait(30) == 1
+    assert f"wrapped with key id {wid}" in d.text(), d.text()
+
+    # A wrong key is refused too; a malformed key file gets its own message.
+    other = tmp_path / "other.key"
+    other.write_text(base64.b64encode(b"\x01" * 32).decode())
+    open(cfg, "w").write(base.replace("[gossip]\n", f"[gossip]\nwrapping_key_file = \"{other}\"\n"))
+    d = daemons("ahdapa", cfg)
+    assert d.proc.wait(30) == 1
+    assert f"wrapped with key id {wid}" in d.text()
+    other.write_text("not base64!")
+    d = daemons("ahdapa", cfg)
+    assert d.proc.wait(30) == 1
+    assert "expected base64 of exactly 32 bytes" in d.text()
+
+    # With the right key again: same identity.
+    open(cfg, "w").write(base.replace("[gossip]\n", f"[gossip]\nwrapping_key_file = \"{key}\"\n"))
+    d = daemons("ahdapa", cfg)
+    d.wait_ready(f"https://127.0.0.1:{port}/healthz", pki["ca"])
+    assert kem_info(url, pki["ca"]) == first
+    d.stop()
