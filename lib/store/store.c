@@ -5,9 +5,12 @@
  *
  * Locking: s->mu guards the job queue, the stop flag, the in-flight count
  * and the counters; s->rmu guards the list of reader connections. Neither
- * is held while SQL runs. A connection is only ever used by one thread at
- * a time (NOMUTEX): the writer's by the writer thread (or by store_open
- * before that thread exists), a reader's by the thread that opened it.
+ * is held while SQL runs. s->hmu guards the post-commit hook and is held
+ * by the writer while it calls the hook, so store_on_commit can promise
+ * that a replaced hook is no longer running when it returns. A connection
+ * is only ever used by one thread at a time (NOMUTEX): the writer's by the
+ * writer thread (or by store_open before that thread exists), a reader's by
+ * the thread that opened it.
  */
 #include "store/store.h"
 
@@ -85,6 +88,10 @@ struct store {
 
     pthread_mutex_t rmu;
     struct conn *readers;
+
+    pthread_mutex_t hmu;
+    void (*commit_fn)(void *arg); /* under hmu */
+    void *commit_arg;
 };
 
 static atomic_uint_least64_t g_next_id = 1;
@@ -92,6 +99,10 @@ static atomic_uint_least64_t g_next_id = 1;
 /* Set on the writer thread to its store's id: lets store_write detect a
  * nested call and store_stmt accept the writer connection. */
 static _Thread_local uint64_t tls_writer_id;
+
+/* Set on the writer thread while it runs the post-commit hook (holding
+ * s->hmu): store_on_commit called from the hook must not lock it again. */
+static _Thread_local int tls_in_hook;
 
 /* Fast path for store_reader: the last few (store id, reader) pairs of this
  * thread. Ids are never reused, so a matching id means a live store and a
@@ -741,6 +752,34 @@ static int run_in_savepoint(struct store *s, sqlite3 *db, store_write_fn fn, voi
     return frc;
 }
 
+/* Calls the post-commit hook, if any, after a COMMIT that kept the changes
+ * of at least one job. */
+static void call_commit_hook(struct store *s)
+{
+    pthread_mutex_lock(&s->hmu);
+    if (s->commit_fn != NULL) {
+        tls_in_hook = 1;
+        s->commit_fn(s->commit_arg);
+        tls_in_hook = 0;
+    }
+    pthread_mutex_unlock(&s->hmu);
+}
+
+void store_on_commit(struct store *s, void (*fn)(void *arg), void *arg)
+{
+    if (s == NULL)
+        return;
+    if (tls_in_hook && tls_writer_id == s->id) { /* from the hook: hmu is ours */
+        s->commit_fn = fn;
+        s->commit_arg = arg;
+        return;
+    }
+    pthread_mutex_lock(&s->hmu);
+    s->commit_fn = fn;
+    s->commit_arg = arg;
+    pthread_mutex_unlock(&s->hmu);
+}
+
 static void job_fail(struct job *j, int rc, const struct ut_err *e)
 {
     j->rc = rc;
@@ -753,7 +792,7 @@ static void run_batch(struct store *s, struct job **b, int n)
     sqlite3 *db = s->writer->db;
     struct ut_err e;
     int first = 0; /* first job of the current transaction */
-    int rc, broken;
+    int rc, broken, kept = 0;
 
     rc = exec_sql(db, "BEGIN IMMEDIATE");
     for (int i = 0; i < n; i++) {
@@ -795,7 +834,12 @@ static void run_batch(struct store *s, struct job **b, int n)
             if (b[k]->rc == 0)
                 job_fail(b[k], rc, &e);
         }
+        return;
     }
+    for (int k = first; k < n; k++)
+        kept |= b[k]->rc == 0;
+    if (kept)
+        call_commit_hook(s);
 }
 
 static void *writer_main(void *arg)
@@ -1019,6 +1063,7 @@ static void store_free(struct store *s)
     if (s->sync_ok) {
         pthread_mutex_destroy(&s->mu);
         pthread_mutex_destroy(&s->rmu);
+        pthread_mutex_destroy(&s->hmu);
         pthread_cond_destroy(&s->work_cv);
         pthread_cond_destroy(&s->idle_cv);
     }
@@ -1060,7 +1105,8 @@ int store_open(struct store **out, const struct store_opts *o, struct ut_err *er
     if (rc < 0)
         goto out;
     if (pthread_mutex_init(&s->mu, NULL) != 0 || pthread_mutex_init(&s->rmu, NULL) != 0 ||
-        pthread_cond_init(&s->work_cv, NULL) != 0 || pthread_cond_init(&s->idle_cv, NULL) != 0) {
+        pthread_mutex_init(&s->hmu, NULL) != 0 || pthread_cond_init(&s->work_cv, NULL) != 0 ||
+        pthread_cond_init(&s->idle_cv, NULL) != 0) {
         ut_err_set(err, "store: cannot create locks");
         rc = -ENOMEM;
         goto out;

@@ -85,6 +85,23 @@ typedef int (*store_write_fn)(sqlite3 *db, void *arg, struct ut_err *err);
  * "kept for now": the changes commit or roll back with the enclosing job. */
 int store_write(struct store *s, store_write_fn fn, void *arg, struct ut_err *err);
 
+/* Registers the store's one post-commit hook (a second call replaces it;
+ * fn NULL removes it). The writer calls fn(arg) on its own thread after
+ * each successful COMMIT of a batch that kept the changes of at least one
+ * job: not after a batch whose COMMIT failed or that could not begin, and
+ * not when every job of the batch failed (the empty transaction commits,
+ * but nothing was kept). A batch that kept some jobs and rolled back others
+ * does call it. Every top-level job runs in a batch; a nested store_write
+ * is part of its enclosing job and has no commit of its own. The hook runs
+ * before the batch's callers are woken, so when store_write returns 0 the
+ * hook for that commit has already returned. It runs outside any
+ * transaction and must be short and must not call store_write or
+ * store_close (a flag and a wake-up is the intended use). When
+ * store_on_commit returns, the replaced hook is not running and will not be
+ * called again (except that a call made from inside the hook itself returns
+ * while that hook is still on the stack). */
+void store_on_commit(struct store *s, void (*fn)(void *arg), void *arg);
+
 /* This thread's read-only connection (opened on first use, closed by
  * store_close; PRAGMA query_only is on). Never use it from another thread.
  * Connections are kept per thread id until store_close: a thread that exits

@@ -1090,6 +1090,7 @@ static void test_errnames(void **state)
 struct thr {
     struct world *w;
     int ok;
+    int retries;
 };
 
 static void *thr_main(void *arg)
@@ -1103,9 +1104,25 @@ static void *thr_main(void *arg)
         uint8_t *m = NULL, *r = NULL, *pt = NULL;
         size_t len, rlen, ptlen;
 
-        if (cry_env_seal_request(w->a.env, "node-b", (const uint8_t *)"t", 1, &m, &len, &rq,
-                                 NULL) != 0 ||
-            cry_env_open_request(w->b.env, m, len, &pt, &ptlen, &in, NULL) != 0)
+        int rc =
+            cry_env_seal_request(w->a.env, "node-b", (const uint8_t *)"t", 1, &m, &len, &rq, NULL);
+
+        if (rc == 0)
+            rc = cry_env_open_request(w->b.env, m, len, &pt, &ptlen, &in, NULL);
+        /* Concurrent rekeys can retire the session another thread just
+         * used (the responder keeps a few offered sessions per peer): the
+         * documented answer is to drop it and send a full X-Wing request. */
+        if (rc == CRY_ENV_E_NO_SESSION && cry_env_req_is_session(rq)) {
+            cry_env_session_drop(w->a.env, "node-b");
+            free(m);
+            cry_env_req_free(rq);
+            m = NULL;
+            rq = NULL;
+            t->retries++;
+            i--;
+            continue;
+        }
+        if (rc != 0)
             t->ok = 0;
         free(pt);
         pt = NULL;
@@ -1134,11 +1151,13 @@ static void test_threads(void **state)
     for (int i = 0; i < 4; i++) {
         t[i].w = w;
         t[i].ok = 1;
+        t[i].retries = 0;
         assert_int_equal(pthread_create(&th[i], NULL, thr_main, &t[i]), 0);
     }
     for (int i = 0; i < 4; i++) {
         pthread_join(th[i], NULL);
         assert_true(t[i].ok);
+        assert_true(t[i].retries < 25); /* a retry is rare, never a loop */
     }
 }
 

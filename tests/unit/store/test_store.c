@@ -1124,6 +1124,117 @@ static void test_sqlite_errno(void **state)
     assert_int_equal(store_sqlite_errno(SQLITE_CORRUPT), -EIO);
 }
 
+/* ---- post-commit hook ----------------------------------------------------- */
+
+struct hook_rec {
+    struct store *s;
+    int calls;
+    long long rows_seen; /* count(*) FROM t read by the hook through a reader */
+    pthread_t thread;
+    int once; /* unregister from inside the hook */
+};
+
+static void commit_hook(void *arg)
+{
+    struct hook_rec *h = arg;
+    struct ut_err err = {{0}};
+    sqlite3 *db = store_reader(h->s, &err);
+    sqlite3_stmt *st;
+
+    h->calls++;
+    h->thread = pthread_self();
+    h->rows_seen = -1;
+    if (db != NULL && (st = store_stmt(h->s, db, "SELECT count(*) FROM t", &err)) != NULL) {
+        if (sqlite3_step(st) == SQLITE_ROW)
+            h->rows_seen = sqlite3_column_int64(st, 0);
+        sqlite3_reset(st);
+    }
+    if (h->once)
+        store_on_commit(h->s, NULL, NULL);
+}
+
+static int job_thread_id(sqlite3 *db, void *arg, struct ut_err *err)
+{
+    (void)db;
+    (void)err;
+    *(pthread_t *)arg = pthread_self();
+    return 0;
+}
+
+static void test_on_commit_hook(void **state)
+{
+    struct fx *f = *state;
+    struct store *s = NULL, *fk = NULL;
+    struct ut_err err;
+    struct hook_rec h = {0}, hfk = {0};
+    struct gate_thread gt;
+    struct writer_arg w[BATCH_K];
+    struct ins bad = {.v = 100, .fail = 1};
+    struct fk_arg fa = {0};
+    pthread_t writer;
+
+    assert_int_equal(open_db(f, "hook.db", base_mig, 1, &s, &err), 0);
+    h.s = s;
+    store_on_commit(s, commit_hook, &h);
+
+    /* A committed job: the hook ran on the writer thread, after the COMMIT
+     * (a reader already sees the row), before store_write returned. */
+    assert_int_equal(write_v(s, 1, &err), 0);
+    assert_int_equal(h.calls, 1);
+    assert_int_equal(h.rows_seen, 1);
+    assert_int_equal(store_write(s, job_thread_id, &writer, &err), 0);
+    assert_int_equal(h.calls, 2);
+    assert_true(pthread_equal(h.thread, writer));
+
+    /* A batch whose only job failed kept nothing: no call. */
+    bad.s = s;
+    assert_int_equal(store_write(s, job_insert, &bad, &err), -EINVAL);
+    assert_int_equal(h.calls, 2);
+
+    /* One batch of K jobs with one failure: one call, after all K. */
+    gate_start(&gt, s);
+    for (int i = 0; i < BATCH_K; i++) {
+        memset(&w[i], 0, sizeof(w[i]));
+        w[i].fn = job_insert;
+        w[i].a = (struct ins){.s = s, .v = 10 + i, .fail = (i == 2)};
+        assert_int_equal(pthread_create(&w[i].th, NULL, writer_thread, &w[i]), 0);
+    }
+    wait_queued(s, BATCH_K);
+    gate_release(&gt);
+    gate_join(&gt);
+    for (int i = 0; i < BATCH_K; i++)
+        pthread_join(w[i].th, NULL);
+    assert_int_equal(h.calls, 4); /* the gate's batch, then the K jobs' batch */
+    assert_int_equal(h.rows_seen, 1 + BATCH_K - 1);
+
+    /* Removed: no more calls. */
+    store_on_commit(s, NULL, NULL);
+    assert_int_equal(write_v(s, 50, &err), 0);
+    assert_int_equal(h.calls, 4);
+
+    /* A hook may remove itself (no deadlock on its own lock). */
+    h.once = 1;
+    store_on_commit(s, commit_hook, &h);
+    assert_int_equal(write_v(s, 51, &err), 0);
+    assert_int_equal(write_v(s, 52, &err), 0);
+    assert_int_equal(h.calls, 5);
+    store_on_commit(NULL, commit_hook, &h); /* no-op */
+
+    /* A failed COMMIT (deferred foreign key): no call. */
+    assert_int_equal(open_db(f, "hookfk.db", fk_mig, 1, &fk, &err), 0);
+    hfk.s = fk;
+    store_on_commit(fk, commit_hook, &hfk);
+    fa.sql = "INSERT INTO c(id, pid) VALUES(1, 999)";
+    assert_true(store_write(fk, job_exec, &fa, &err) < 0);
+    assert_non_null(strstr(err.msg, "commit failed"));
+    assert_int_equal(hfk.calls, 0);
+    fa.sql = "INSERT INTO p(id) VALUES(1)";
+    assert_int_equal(store_write(fk, job_exec, &fa, &err), 0);
+    assert_int_equal(hfk.calls, 1);
+    store_close(fk);
+    store_close(s);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -1151,6 +1262,7 @@ int main(void)
         T(test_close_drains),
         T(test_open_logs),
         cmocka_unit_test(test_sqlite_errno),
+        T(test_on_commit_hook),
     };
 
     ut_log_set_level(UT_LOG_WARN);
