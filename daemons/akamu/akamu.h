@@ -6,7 +6,10 @@
 
 #include "cfg/cfg.h"
 #include "http/http.h"
+#include "crdt/crdt.h"
 #include "crypto/envelope.h"
+#include "gossip/driver.h"
+#include "gossip/engine.h"
 #include "store/store.h"
 
 struct akamu {
@@ -15,11 +18,20 @@ struct akamu {
     struct http_server *acme;      /* public ACME listener */
     struct http_server *admin;     /* admin API + gossip listener */
     struct cry_identity *identity; /* this node's gossip keys (node_keys) */
+    struct crdt_replica *replica;  /* the replicated ACME tables */
+    struct gsp_engine *engine;     /* NULL in single-node mode */
+    struct gsp_driver *driver;     /* NULL in single-node mode */
 };
 
 int akamu_health_routes(struct akamu *k, struct http_server *s, struct ut_err *err);
 /* GET /api/gossip/kem-info, on the admin listener. */
 int akamu_gossip_routes(struct akamu *k, struct http_server *s, struct ut_err *err);
+
+/* cluster.c: replica, gossip engine and driver; routes on the admin listener. */
+int akamu_cluster_open(struct akamu *a, const char *node_id, struct ut_err *err);
+int akamu_cluster_routes(struct akamu *a, struct http_server *admin, struct ut_err *err);
+void akamu_cluster_reload(struct akamu *a, const struct akamu_cfg *n);
+void akamu_cluster_close(struct akamu *a);
 
 extern const struct store_migration akamu_migrations[];
 extern const int akamu_n_migrations;

@@ -73,7 +73,8 @@ static int start_listener(struct akamu *a, struct http_server **out, const char 
         goto out;
     if ((rc = akamu_health_routes(a, *out, err)) < 0)
         goto out;
-    if (admin && (rc = akamu_gossip_routes(a, *out, err)) < 0)
+    if (admin && ((rc = akamu_gossip_routes(a, *out, err)) < 0 ||
+                  (rc = akamu_cluster_routes(a, *out, err)) < 0))
         goto out;
     if ((rc = http_server_start(*out, err)) < 0)
         goto out;
@@ -115,6 +116,8 @@ static int start(struct akamu *a, struct ut_err *err)
         return rc;
     ut_log(UT_LOG_INFO, MOD, "node identity", UT_LF_S("node_id", node_id),
            UT_LF_S("identity", created ? "generated" : "loaded"));
+    if ((rc = akamu_cluster_open(a, node_id, err)) < 0)
+        return rc;
     rc = start_listener(a, &a->acme, a->cfg->listen_addr, a->cfg->tls.enabled, 0, "acme", err);
     if (rc < 0)
         return rc;
@@ -139,6 +142,7 @@ static void reload(struct akamu *a, unsigned flags)
     /* Only settings that can change without a restart are taken from the
      * new file; listeners and the database stay as started. */
     apply_log_level(n);
+    akamu_cluster_reload(a, n);
     ut_log(UT_LOG_INFO, MOD, "config reloaded", UT_LF_S("path", n->path));
     akamu_cfg_free(n);
 }
@@ -209,6 +213,7 @@ out:
         http_server_stop(a.admin);
         http_server_free(a.admin);
     }
+    akamu_cluster_close(&a);
     cry_identity_free(a.identity);
     if (a.store)
         store_close(a.store);

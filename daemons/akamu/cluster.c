@@ -1,0 +1,104 @@
+/*
+ * Replication wiring: the CRDT replica holding the ACME tables, and (with a
+ * [gossip] section) the gossip engine and its driver, served on the admin
+ * listener only (never on the public ACME listener).
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "akamu.h"
+#include "util/log.h"
+
+/* Every replicated ACME table; the first four are counted in the spec's
+ * first-contact line, in this order. */
+static const struct crdt_table_def tables[] = {
+    {"accounts", CRDT_LWW},          {"orders", CRDT_LWW},        {"certificates", CRDT_LWW},
+    {"authorizations", CRDT_LWW},    {"challenges", CRDT_LWW},    {"eab_usage", CRDT_LWW},
+    {"revocations", CRDT_GROW_ONLY}, {"cluster_nodes", CRDT_LWW},
+};
+static const char *const counted[] = {"accounts", "orders", "certificates", "authorizations"};
+
+int akamu_cluster_open(struct akamu *a, const char *node_id, struct ut_err *err)
+{
+    const struct akamu_cfg *c = a->cfg;
+    struct crdt_opts co = {
+        .origin = node_id,
+        .tables = tables,
+        .n_tables = sizeof(tables) / sizeof(tables[0]),
+        .tombstone_ttl_ms = (uint64_t)c->gossip.tombstone_ttl_secs * 1000u,
+    };
+    char self_url[CRY_ENV_ID_MAX + 16];
+    int rc;
+
+    if ((rc = crdt_replica_open(&a->replica, a->store, &co, err)) < 0)
+        return rc;
+    if (!c->gossip.present) {
+        ut_log(UT_LOG_INFO, "gossip", "single-node mode (no [gossip] section)");
+        return 0;
+    }
+    snprintf(self_url, sizeof(self_url), "http://%s", node_id);
+    struct gsp_engine_opts eo = {
+        .store = a->store,
+        .replica = a->replica,
+        .identity = a->identity,
+        .self_url = self_url,
+        .peers = (const char *const *)c->gossip.peers.v,
+        .n_peers = c->gossip.peers.n,
+        .allowed_node_ids = (const char *const *)c->gossip.allowed_node_ids.v,
+        .n_allowed = c->gossip.allowed_node_ids.n,
+        .count_tables = counted,
+        .n_count_tables = sizeof(counted) / sizeof(counted[0]),
+        .log_module = "gossip",
+        .header_name = "X-Akamu-Node-Id",
+        .interval_ms = (uint64_t)c->gossip.interval_secs * 1000u,
+        .sessions = 1,
+    };
+    if ((rc = gsp_engine_new(&a->engine, &eo, err)) < 0)
+        return rc;
+    struct gsp_driver_opts dopts = {
+        .engine = a->engine,
+        .header_name = "X-Akamu-Node-Id",
+        .metrics_prefix = "akamu_gossip",
+        .run_loop = c->gossip.peers.n > 0,
+    };
+    return gsp_driver_start(&a->driver, &dopts, err);
+}
+
+/* The admin listener is the admin boundary (bind it to an internal
+ * network): every request reaching it may use the admin routes. */
+static int admin_listener(struct http_req *r, void *arg)
+{
+    (void)r;
+    (void)arg;
+    return 1;
+}
+
+int akamu_cluster_routes(struct akamu *a, struct http_server *admin, struct ut_err *err)
+{
+    return gsp_driver_routes(a->driver, admin, admin_listener, a, err);
+}
+
+void akamu_cluster_reload(struct akamu *a, const struct akamu_cfg *n)
+{
+    struct ut_err err = {{0}};
+
+    if (a->engine == NULL)
+        return;
+    if (gsp_engine_set_peers(a->engine, (const char *const *)n->gossip.peers.v, n->gossip.peers.n,
+                             &err) < 0) {
+        ut_log(UT_LOG_ERROR, "gossip", "peer list reload refused", UT_LF_S("error", err.msg));
+        return;
+    }
+    gsp_driver_wake(a->driver);
+    ut_log(UT_LOG_INFO, "gossip", "peer list reloaded", UT_LF_I("peers", n->gossip.peers.n));
+}
+
+void akamu_cluster_close(struct akamu *a)
+{
+    gsp_driver_stop(a->driver);
+    a->driver = NULL;
+    gsp_engine_free(a->engine);
+    a->engine = NULL;
+    crdt_replica_free(a->replica);
+    a->replica = NULL;
+}

@@ -1,0 +1,265 @@
+/*
+ * stats.c - the engine's counters: per peer and in total, as the status
+ * JSON of GET /api/gossip/status and as Prometheus text for /metrics.
+ *
+ * Per-peer series carry a peer="<node id>" label and are named
+ * <prefix>_peer_*; the totals (which also count refusals of senders that
+ * are no peer at all) are <prefix>_* without labels, so sum() over the
+ * per-peer series never double-counts.
+ */
+#include "gossip/engine_int.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+void gsp_count_refusal_(struct gsp_counters *c, const char *reason)
+{
+    size_t i;
+
+    if (reason == NULL)
+        reason = "other";
+    for (i = 0; i < c->n_ref; i++) {
+        if (strncmp(c->ref[i].reason, reason, GSP_REASON_LEN - 1) == 0) {
+            c->ref[i].n++;
+            return;
+        }
+    }
+    if (c->n_ref == GSP_MAX_REASONS) {
+        /* Full: the last slot becomes the catch-all. */
+        snprintf(c->ref[GSP_MAX_REASONS - 1].reason, GSP_REASON_LEN, "other");
+        c->ref[GSP_MAX_REASONS - 1].n++;
+        return;
+    }
+    snprintf(c->ref[i].reason, GSP_REASON_LEN, "%s", reason);
+    c->ref[i].n = 1;
+    c->n_ref++;
+}
+
+void gsp_refuse_(struct gsp_engine *e, struct gsp_peer *p, const char *reason)
+{
+    if (p != NULL)
+        gsp_count_refusal_(&p->c, reason);
+    gsp_count_refusal_(&e->total, reason);
+}
+
+/* ---- status JSON ---- */
+
+static json_t *counters_json(const struct gsp_counters *c)
+{
+    json_t *o = json_object(), *r = json_object();
+
+    if (o == NULL || r == NULL) {
+        json_decref(o);
+        json_decref(r);
+        return NULL;
+    }
+    for (size_t i = 0; i < c->n_ref; i++)
+        json_object_set_new(r, c->ref[i].reason, json_integer((json_int_t)c->ref[i].n));
+#define SET(name) json_object_set_new(o, #name, json_integer((json_int_t)c->name))
+    SET(pushes);
+    SET(rounds);
+    SET(skips);
+    SET(exchanges);
+    SET(served);
+    SET(failures);
+    SET(bytes_out);
+    SET(bytes_in);
+    SET(entries_sent);
+    SET(entries_received);
+    SET(entries_applied);
+    SET(last_success_ms);
+#undef SET
+    json_object_set_new(o, "refusals", r);
+    return o;
+}
+
+static json_t *vv_json(const struct gsp_vv *v)
+{
+    json_t *o = json_object();
+
+    for (size_t i = 0; o != NULL && v != NULL && i < v->n; i++)
+        json_object_set_new(o, v->origin[i], json_integer((json_int_t)v->seq[i]));
+    return o;
+}
+
+json_t *gsp_engine_status(struct gsp_engine *e)
+{
+    json_t *root = json_object(), *peers = json_array();
+
+    if (root == NULL || peers == NULL) {
+        json_decref(root);
+        json_decref(peers);
+        return NULL;
+    }
+    pthread_mutex_lock(&e->mu);
+    for (size_t i = 0; i < e->n_peers; i++) {
+        const struct gsp_peer *p = e->peers[i];
+        json_t *o = counters_json(&p->c);
+
+        if (o == NULL || strcmp(p->node_id, e->self_id) == 0) {
+            json_decref(o);
+            continue;
+        }
+        json_object_set_new(o, "node_id", json_string(p->node_id));
+        json_object_set_new(o, "url", json_string(p->url));
+        json_object_set_new(o, "pinned", json_boolean(p->pinned));
+        json_object_set_new(o, "configured", json_boolean(p->src & PEER_CONFIGURED));
+        json_object_set_new(o, "seeded", json_boolean(p->src & PEER_SEEDED));
+        json_object_set_new(o, "learned", json_boolean(p->src & PEER_LEARNED));
+        json_object_set_new(o, "last_ok", json_boolean(p->last_ok));
+        json_object_set_new(
+            o, "in_sync",
+            json_boolean(p->pvv_known && e->self_vv_ok && gsp_vv_le(&e->self_vv, &p->pvv)));
+        json_object_set_new(o, "generation", json_integer((json_int_t)p->peer_gen));
+        json_object_set_new(o, "last_success_ms", json_integer((json_int_t)p->c.last_success_ms));
+        json_object_set_new(o, "vv", p->pvv_known ? vv_json(&p->pvv) : json_null());
+        json_array_append_new(peers, o);
+    }
+    json_object_set_new(root, "node_id", json_string(e->self_id));
+    json_object_set_new(root, "url", json_string(e->self_url));
+    json_object_set_new(root, "peers", peers);
+    json_object_set_new(root, "totals", counters_json(&e->total));
+    json_object_set_new(root, "generation", json_integer((json_int_t)crdt_generation(e->replica)));
+    json_object_set_new(root, "vv", vv_json(&e->self_vv));
+    json_object_set_new(root, "members", json_integer((json_int_t)e->n_members));
+    pthread_mutex_unlock(&e->mu);
+    return root;
+}
+
+/* ---- Prometheus text ---- */
+
+/* A label value with \ " and newlines escaped (exposition format 0.0.4). */
+static int put_label(struct ut_buf *b, const char *s)
+{
+    int rc = 0;
+
+    for (; *s && rc == 0; s++) {
+        if (*s == '\\' || *s == '"')
+            rc = ut_buf_printf(b, "\\%c", *s);
+        else if (*s == '\n')
+            rc = ut_buf_append(b, "\\n", 2);
+        else
+            rc = ut_buf_putc(b, *s);
+    }
+    return rc;
+}
+
+struct metric {
+    const char *name, *type, *help;
+    size_t off; /* offset of the uint64_t in struct gsp_counters */
+};
+
+#define M(n, t, h)                                                                                 \
+    {                                                                                              \
+#n, t, h, offsetof(struct gsp_counters, n)                                                 \
+    }
+static const struct metric metrics[] = {
+    M(pushes, "counter", "Eager pushes started (a local change sent within push_delay_ms)."),
+    M(rounds, "counter", "Periodic anti-entropy rounds started."),
+    M(skips, "counter", "Periodic rounds skipped because the peer was known to be in sync."),
+    M(exchanges, "counter", "Outgoing exchanges started (pushes, rounds, continuations)."),
+    M(served, "counter", "Incoming sync requests answered."),
+    M(failures, "counter", "Outgoing exchanges that failed."),
+    M(bytes_out, "counter", "Sealed bytes sent (requests and responses)."),
+    M(bytes_in, "counter", "Sealed bytes received (requests and responses)."),
+    M(entries_sent, "counter", "Replicated entries sent."),
+    M(entries_received, "counter", "Replicated entries received."),
+    M(entries_applied, "counter", "Received entries that won the merge and were stored."),
+    M(last_success_ms, "gauge", "Unix time (ms) of the last successful outgoing exchange."),
+};
+#undef M
+
+static uint64_t field(const struct gsp_counters *c, size_t off)
+{
+    uint64_t v;
+
+    memcpy(&v, (const char *)c + off, sizeof(v));
+    return v;
+}
+
+static const char *suffix(const struct metric *m)
+{
+    return strcmp(m->type, "counter") == 0 ? "_total" : "";
+}
+
+int gsp_engine_metrics(struct gsp_engine *e, const char *prefix, struct ut_buf *out)
+{
+    int rc = 0;
+
+    if (prefix == NULL)
+        prefix = "gossip";
+    pthread_mutex_lock(&e->mu);
+    for (size_t k = 0; k < sizeof(metrics) / sizeof(metrics[0]) && rc == 0; k++) {
+        const struct metric *m = &metrics[k];
+
+        rc = ut_buf_printf(out, "# HELP %s_%s%s %s\n# TYPE %s_%s%s %s\n%s_%s%s %llu\n", prefix,
+                           m->name, suffix(m), m->help, prefix, m->name, suffix(m), m->type, prefix,
+                           m->name, suffix(m), (unsigned long long)field(&e->total, m->off));
+        if (rc == 0)
+            rc = ut_buf_printf(out, "# HELP %s_peer_%s%s %s (per peer)\n# TYPE %s_peer_%s%s %s\n",
+                               prefix, m->name, suffix(m), m->help, prefix, m->name, suffix(m),
+                               m->type);
+        for (size_t i = 0; i < e->n_peers && rc == 0; i++) {
+            const struct gsp_peer *p = e->peers[i];
+
+            if (p->node_id[0] == '\0' || strcmp(p->node_id, e->self_id) == 0)
+                continue;
+            rc = ut_buf_printf(out, "%s_peer_%s%s{peer=\"", prefix, m->name, suffix(m));
+            if (rc == 0)
+                rc = put_label(out, p->node_id);
+            if (rc == 0)
+                rc = ut_buf_printf(out, "\"} %llu\n", (unsigned long long)field(&p->c, m->off));
+        }
+    }
+    if (rc == 0)
+        rc = ut_buf_printf(out,
+                           "# HELP %s_refusals_total Messages or entries refused, by reason.\n"
+                           "# TYPE %s_refusals_total counter\n",
+                           prefix, prefix);
+    for (size_t i = 0; i < e->total.n_ref && rc == 0; i++)
+        rc = ut_buf_printf(out, "%s_refusals_total{reason=\"%s\"} %llu\n", prefix,
+                           e->total.ref[i].reason, (unsigned long long)e->total.ref[i].n);
+    if (rc == 0)
+        rc = ut_buf_printf(out,
+                           "# HELP %s_peer_refusals_total Refusals by peer and reason.\n"
+                           "# TYPE %s_peer_refusals_total counter\n",
+                           prefix, prefix);
+    for (size_t i = 0; i < e->n_peers && rc == 0; i++) {
+        const struct gsp_peer *p = e->peers[i];
+
+        for (size_t r = 0; r < p->c.n_ref && rc == 0; r++) {
+            rc = ut_buf_printf(out, "%s_peer_refusals_total{peer=\"", prefix);
+            if (rc == 0)
+                rc = put_label(out, p->node_id);
+            if (rc == 0)
+                rc = ut_buf_printf(out, "\",reason=\"%s\"} %llu\n", p->c.ref[r].reason,
+                                   (unsigned long long)p->c.ref[r].n);
+        }
+    }
+    if (rc == 0)
+        rc = ut_buf_printf(out,
+                           "# HELP %s_peers Peers known (configured, seeded or learned).\n"
+                           "# TYPE %s_peers gauge\n%s_peers %zu\n"
+                           "# HELP %s_peer_pinned 1 when the peer's keys are pinned.\n"
+                           "# TYPE %s_peer_pinned gauge\n",
+                           prefix, prefix, prefix, e->n_peers, prefix, prefix);
+    for (size_t i = 0; i < e->n_peers && rc == 0; i++) {
+        const struct gsp_peer *p = e->peers[i];
+
+        if (p->node_id[0] == '\0' || strcmp(p->node_id, e->self_id) == 0)
+            continue;
+        rc = ut_buf_printf(out, "%s_peer_pinned{peer=\"", prefix);
+        if (rc == 0)
+            rc = put_label(out, p->node_id);
+        if (rc == 0)
+            rc = ut_buf_printf(out, "\"} %d\n", p->pinned);
+    }
+    if (rc == 0)
+        rc = ut_buf_printf(out,
+                           "# HELP %s_generation Changes applied to the local replica.\n"
+                           "# TYPE %s_generation gauge\n%s_generation %llu\n",
+                           prefix, prefix, prefix, (unsigned long long)crdt_generation(e->replica));
+    pthread_mutex_unlock(&e->mu);
+    return rc;
+}
