@@ -19,18 +19,17 @@
 struct gsp_driver;
 
 struct gsp_driver_opts {
-    struct gsp_engine *engine; /* borrowed; must outlive the driver */
-    const char *ca_file;       /* trust anchors for https peers; NULL: system */
-    const char *header_name;   /* "X-Ahdapa-Node-Id" / "X-Akamu-Node-Id" */
+    struct gsp_engine *engine;  /* borrowed; must outlive the driver */
+    const char *ca_file;        /* trust anchors for https peers; NULL: system */
+    const char *header_name;    /* "X-Ahdapa-Node-Id" / "X-Akamu-Node-Id" */
     const char *metrics_prefix; /* "ahdapa_gossip" */
-    int timeout_ms;            /* per request; 0: 5000 */
-    int run_loop; /* 0: answer peers and serve the routes, but never contact
-                     anyone (no configured peers: "loop disabled") */
+    int timeout_ms;             /* per request; 0: 5000 */
+    int run_loop;               /* 0: answer peers and serve the routes, but never contact
+                                   anyone (no configured peers: "loop disabled") */
 };
 
 /* Creates the driver and, when run_loop, starts its thread. */
-int gsp_driver_start(struct gsp_driver **out, const struct gsp_driver_opts *o,
-                     struct ut_err *err);
+int gsp_driver_start(struct gsp_driver **out, const struct gsp_driver_opts *o, struct ut_err *err);
 /* Wakes the loop now (e.g. after gsp_engine_seed or a peer list reload). */
 void gsp_driver_wake(struct gsp_driver *d);
 /* Stops and joins the thread (an exchange in flight finishes or times out). */

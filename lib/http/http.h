@@ -57,11 +57,10 @@ struct http_server_opts {
     const char *server_name; /* Server header on handler replies; NULL: none */
 };
 
-int http_server_new(struct http_server **out, const struct http_server_opts *o,
-                    struct ut_err *err);
+int http_server_new(struct http_server **out, const struct http_server_opts *o, struct ut_err *err);
 /* Register before start. methods is a mask of enum http_method. */
-int http_route(struct http_server *s, int methods, const char *pattern, http_handler h,
-               void *arg, struct ut_err *err);
+int http_route(struct http_server *s, int methods, const char *pattern, http_handler h, void *arg,
+               struct ut_err *err);
 /* Binds and starts the workers; returns once listening. Fails with a message
  * naming the address (in use, permission, bad cert/key file...). Sets SIGPIPE
  * to SIG_IGN if it still has the default disposition (peers resetting
@@ -80,7 +79,7 @@ void http_server_free(struct http_server *s);
 
 /* ---- request accessors ---- */
 enum http_method http_req_method(const struct http_req *r);
-const char *http_req_path(const struct http_req *r);       /* decoded path, no query */
+const char *http_req_path(const struct http_req *r);                    /* decoded path, no query */
 const char *http_req_param(const struct http_req *r, const char *name); /* route {name} */
 const char *http_req_query(const struct http_req *r, const char *name); /* ?name=, decoded */
 const char *http_req_header(const struct http_req *r, const char *name);
@@ -128,9 +127,9 @@ void http_form_free(struct http_form *f);
 /* ---- outbound client (libcurl) ---- */
 struct http_client; /* opaque; one per thread (curl easy handle reuse) */
 struct http_client_opts {
-    const char *ca_file; /* trust anchors; NULL: system store */
-    int connect_timeout_ms; /* 0: 5000 */
-    int timeout_ms;         /* 0: 30000 */
+    const char *ca_file;       /* trust anchors; NULL: system store */
+    int connect_timeout_ms;    /* 0: 5000 */
+    int timeout_ms;            /* 0: 30000 */
     size_t max_response_bytes; /* 0: 16 MiB */
 };
 struct http_response {
@@ -139,8 +138,7 @@ struct http_response {
     size_t body_len;
     char *content_type; /* malloc'd or NULL */
 };
-int http_client_new(struct http_client **out, const struct http_client_opts *o,
-                    struct ut_err *err);
+int http_client_new(struct http_client **out, const struct http_client_opts *o, struct ut_err *err);
 void http_client_free(struct http_client *c);
 /* headers: NULL-terminated array of "Name: value" lines, or NULL. Returns 0
  * when an HTTP response arrived (any status), negative on transport error.
