@@ -23,6 +23,7 @@
 static void usage(FILE *f)
 {
     fputs("usage: ahdapa [-c FILE] [--check-config] [--allow-unknown-keys]\n"
+          "       ahdapa hash-password      (password on stdin; prints an argon2id hash)\n"
           "       ahdapa --version | --help\n"
           "  -c FILE               config file (default: $AHDAPA_CONFIG, else " DEFAULT_CONFIG ")\n"
           "  --check-config        validate the config and exit 0 (valid) or 1\n"
@@ -58,6 +59,35 @@ static int load(const char *path, unsigned flags, struct ahdapa_cfg **out)
     return rc;
 }
 
+/* The issuer: [server] issuer, else derived from the listen address and
+ * whether TLS is on (a wildcard host becomes the machine's host name). */
+static int effective_issuer(struct ahdapa *a, struct ut_err *err)
+{
+    char host[256];
+    size_t n;
+    int port;
+
+    if (a->cfg->server.issuer) {
+        snprintf(a->issuer, sizeof(a->issuer), "%s", a->cfg->server.issuer);
+    } else {
+        if (cfg_split_hostport(a->cfg->server.listen, host, sizeof(host), &port) < 0) {
+            ut_err_set(err, "cannot derive the issuer from listen \"%s\"", a->cfg->server.listen);
+            return -EINVAL;
+        }
+        if (host[0] == '\0' || strcmp(host, "0.0.0.0") == 0 || strcmp(host, "::") == 0) {
+            if (gethostname(host, sizeof(host)) < 0)
+                snprintf(host, sizeof(host), "localhost");
+            host[sizeof(host) - 1] = '\0';
+        }
+        snprintf(a->issuer, sizeof(a->issuer), strchr(host, ':') ? "%s://[%s]:%d" : "%s://%s:%d",
+                 a->cfg->tls.present ? "https" : "http", host, port);
+    }
+    n = strlen(a->issuer);
+    while (n > 0 && a->issuer[n - 1] == '/')
+        a->issuer[--n] = '\0';
+    return 0;
+}
+
 static int start(struct ahdapa *a, struct ut_err *err)
 {
     struct store_opts so = {
@@ -71,34 +101,44 @@ static int start(struct ahdapa *a, struct ut_err *err)
         .key_file = a->cfg->tls.present ? a->cfg->tls.key_file : NULL,
         .server_name = "ahdapa",
     };
-    int rc;
-
-    char node_id[CRY_ENV_ID_MAX + 1];
+    char *node_id = a->node_id;
     struct gsp_wrapkey wrap;
-    int created = 0;
+    int created = 0, rc;
 
+    if ((rc = effective_issuer(a, err)) < 0)
+        return rc;
     if ((rc = store_open(&a->store, &so, err)) < 0)
         return rc;
     if (a->cfg->gossip.node_id)
-        snprintf(node_id, sizeof(node_id), "%s", a->cfg->gossip.node_id);
-    else if ((rc = gsp_node_id_default(a->cfg->server.issuer, a->cfg->server.listen, node_id,
-                                       sizeof(node_id), err)) < 0)
+        snprintf(node_id, sizeof(a->node_id), "%s", a->cfg->gossip.node_id);
+    else if ((rc = gsp_node_id_default(a->issuer, a->cfg->server.listen, node_id,
+                                       sizeof(a->node_id), err)) < 0)
         return rc;
-    /* Node keys are sealed at rest under [gossip] wrapping_key_file when
-     * set (see docs/operations.md). */
-    if (a->cfg->gossip.wrapping_key_file &&
+    /* Node keys are sealed at rest under the cluster key once one was set
+     * (PUT /api/admin/keys/cluster), else under [gossip] wrapping_key_file
+     * when set (see docs/operations.md). */
+    if ((rc = ahdapa_auth_wrapkey(a->store, &wrap)) < 0) {
+        ut_err_set(err, "cannot read the stored cluster key");
+        return rc;
+    }
+    if (rc == 0 && a->cfg->gossip.wrapping_key_file &&
         (rc = gsp_wrapkey_read_file(a->cfg->gossip.wrapping_key_file, &wrap, err)) < 0)
         return rc;
-    rc = gsp_nodekey_load(a->store, node_id, a->cfg->gossip.wrapping_key_file ? &wrap : NULL,
-                          &a->identity, &created, err);
+    rc =
+        gsp_nodekey_load(a->store, node_id, wrap.id[0] ? &wrap : NULL, &a->identity, &created, err);
     gsp_wrapkey_clear(&wrap);
     if (rc < 0)
         return rc;
     ut_log(UT_LOG_INFO, MOD, "node identity", UT_LF_S("node_id", node_id),
            UT_LF_S("identity", created ? "generated" : "loaded"));
+    if ((rc = ahdapa_cluster_open(a, err)) < 0 || (rc = ahdapa_auth_init(a, err)) < 0 ||
+        (rc = ahdapa_oauth_init(a, err)) < 0)
+        return rc;
     if ((rc = http_server_new(&a->http, &ho, err)) < 0)
         return rc;
-    if ((rc = ahdapa_health_routes(a, err)) < 0 || (rc = ahdapa_gossip_routes(a, err)) < 0)
+    if ((rc = ahdapa_health_routes(a, err)) < 0 || (rc = ahdapa_gossip_routes(a, err)) < 0 ||
+        (rc = ahdapa_cluster_routes(a, err)) < 0 || (rc = ahdapa_auth_routes(a, err)) < 0 ||
+        (rc = ahdapa_oauth_routes(a, err)) < 0)
         return rc;
     if ((rc = http_server_start(a->http, err)) < 0)
         return rc;
@@ -119,6 +159,7 @@ static void reload(struct ahdapa *a, unsigned flags)
     /* Only settings that can change without a restart are taken from the
      * new file; listeners and the database stay as started. */
     apply_log_level(n);
+    ahdapa_cluster_reload(a, n);
     ut_log(UT_LOG_INFO, MOD, "config reloaded", UT_LF_S("path", n->path));
     ahdapa_cfg_free(n);
 }
@@ -131,6 +172,8 @@ int main(int argc, char **argv)
     unsigned flags = 0;
     int check = 0, rc = 1;
 
+    if (argc == 2 && strcmp(argv[1], "hash-password") == 0)
+        return ahdapa_hash_password_main();
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "-c") == 0 && i + 1 < argc) {
             path = argv[++i];
@@ -185,6 +228,9 @@ out:
         http_server_stop(a.http);
         http_server_free(a.http);
     }
+    ahdapa_oauth_free(&a);
+    ahdapa_auth_free(&a);
+    ahdapa_cluster_close(&a);
     cry_identity_free(a.identity);
     if (a.store)
         store_close(a.store);
