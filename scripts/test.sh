@@ -1,8 +1,9 @@
 #!/bin/sh
 # The whole test suite, from a fresh Debian 12 machine: installs what it
 # needs, builds twice (normal, ASan+UBSan), runs the unit tests under both,
-# the toml-test conformance suite under both, each fuzzer for a few
-# seconds, and the integration tests. The last line is "N passed, N failed".
+# the toml-test conformance suite under both, the ML-KEM constant-time and
+# interop checks, each fuzzer for a few seconds, the integration tests, and
+# the spec's three-node cluster demo. The last line is "N passed, N failed".
 #
 # Env: SHARED_DIR (default ../shared), FUZZ_SECONDS (default 10),
 #      SKIP_DEPS=1 to skip the package check.
@@ -106,6 +107,18 @@ if [ -x build/daemons/ahdapa/ahdapa ]; then
     $PY tests/integration/run.py
 else
   add 0 1 "integration (no build)"
+fi
+
+echo "== the spec's three-node cluster demo"
+if [ -x build/daemons/ahdapa/ahdapa ]; then
+  if contrib/demo/cluster/run.sh >"$LOG/cluster-demo.log" 2>&1; then
+    add 1 0 "cluster demo (contrib/demo/cluster/run.sh)"
+  else
+    tail -40 "$LOG/cluster-demo.log"
+    add 0 1 "cluster demo (contrib/demo/cluster/run.sh)"
+  fi
+else
+  add 0 1 "cluster demo (no build)"
 fi
 
 [ -z "$FAILED" ] || echo "failed parts:$FAILED"
