@@ -211,11 +211,17 @@ int ahdapa_scope_token_ok(const char *s, size_t n);
 void ahdapa_reply_bad(struct http_req *r, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* Signs input[0..len) ("base64url(header).base64url(payload)") with key
+ * through this thread's signing context and writes the base64url r || s
+ * (86 characters and a NUL) to sig. 0 or -ENOMEM / -EIO. */
+int ahdapa_jwt_sign_input(struct evp_pkey_st *key, const char *input, size_t len, char sig[87]);
+
 /* token.c: POST /token and client authentication shared with introspect.c.
  * Authenticates the client of a form request (client_secret_basic or
  * client_secret_post; public clients with allow_public). Returns the client
  * document (caller json_decref) or NULL after replying the RFC 6749 §5.2
- * error itself. */
+ * error itself. The document is shared with this thread's client cache:
+ * read it, never modify it. */
 json_t *ahdapa_client_auth(struct ahdapa *a, struct http_req *r, const struct http_form *f,
                            int allow_public);
 /* Parses the form body of r (Content-Type application/x-www-form-urlencoded

@@ -96,23 +96,16 @@ int ahdapa_sha256(const void *p, size_t n, unsigned char out[32])
 
 static json_t *decode_part(const char *p, size_t n, const char *what, struct ut_err *err)
 {
-    unsigned char *buf;
+    unsigned char buf[AHDAPA_JWT_MAX * 3 / 4 + 3]; /* n < AHDAPA_JWT_MAX: no allocation */
     size_t len = 0;
     json_t *j;
     struct ut_err e2 = {{0}};
 
-    buf = malloc(n * 3 / 4 + 3);
-    if (buf == NULL) {
-        ut_err_set(err, "out of memory");
-        return NULL;
-    }
-    if (ut_b64_decode(p, n, buf, &len, 1) < 0) {
-        free(buf);
+    if (n > AHDAPA_JWT_MAX || ut_b64_decode(p, n, buf, &len, 1) < 0) {
         ut_err_set(err, "JWT %s is not base64url", what);
         return NULL;
     }
     j = http_parse_json(buf, len, &e2);
-    free(buf);
     if (j == NULL)
         ut_err_set(err, "JWT %s is not a JSON object: %s", what, e2.msg);
     return j;
@@ -197,21 +190,80 @@ static char *b64url_json(const json_t *j, size_t *outlen)
     return b;
 }
 
-char *ahdapa_jwt_sign_es256(struct evp_pkey_st *key, const json_t *header, const json_t *claims,
-                            struct ut_err *err)
+/* DER ECDSA-Sig-Value -> r || s (32 bytes each). 0 or -1. */
+static int der_to_rs(const unsigned char *d, size_t n, unsigned char rs[64])
+{
+    size_t i = 0, seq;
+
+    if (n < 8 || d[i++] != 0x30)
+        return -1;
+    if (d[i] & 0x80) { /* long form: at most 0x81 nn for our sizes */
+        if (d[i] != 0x81 || n < 3)
+            return -1;
+        seq = d[i + 1];
+        i += 2;
+    } else {
+        seq = d[i++];
+    }
+    if (seq != n - i)
+        return -1;
+    for (int k = 0; k < 2; k++) {
+        size_t l;
+
+        if (i + 2 > n || d[i] != 0x02)
+            return -1;
+        l = d[i + 1];
+        i += 2;
+        if (l == 0 || l > 33 || i + l > n)
+            return -1;
+        while (l > 0 && d[i] == 0) { /* sign padding / leading zeros */
+            i++;
+            l--;
+        }
+        if (l > 32)
+            return -1;
+        memset(rs + 32 * k, 0, 32 - l);
+        memcpy(rs + 32 * k + (32 - l), d + i, l);
+        i += l;
+    }
+    return i == n ? 0 : -1;
+}
+
+/* r || s -> DER ECDSA-Sig-Value (minimal INTEGERs, as i2d_ECDSA_SIG). */
+static size_t rs_to_der(const unsigned char rs[64], unsigned char der[72])
+{
+    size_t o = 2;
+
+    for (int k = 0; k < 2; k++) {
+        const unsigned char *v = rs + 32 * k;
+        size_t skip = 0, l;
+
+        while (skip < 31 && v[skip] == 0)
+            skip++;
+        l = 32 - skip;
+        der[o++] = 0x02;
+        if (v[skip] & 0x80) {
+            der[o++] = (unsigned char)(l + 1);
+            der[o++] = 0;
+        } else {
+            der[o++] = (unsigned char)l;
+        }
+        memcpy(der + o, v + skip, l);
+        o += l;
+    }
+    der[0] = 0x30;
+    der[1] = (unsigned char)(o - 2);
+    return o;
+}
+
+int ahdapa_jwt_sign_input(struct evp_pkey_st *key, const char *input, size_t len, char sig[87])
 {
     struct jwt_tls *t = tls_get();
     unsigned char digest[32], der[80], rs[64];
-    const unsigned char *dp = der;
-    size_t derlen = sizeof(der), hl = 0, cl = 0;
-    char *h = NULL, *c = NULL, *out = NULL;
-    ECDSA_SIG *sig = NULL;
-    const BIGNUM *r, *s;
+    size_t derlen = sizeof(der);
 
-    if (t == NULL) {
-        ut_err_set(err, "out of memory");
-        return NULL;
-    }
+    if (t == NULL)
+        return -ENOMEM;
     if (t->sign_key != key || t->sign_ctx == NULL) {
         EVP_PKEY_CTX_free(t->sign_ctx);
         t->sign_key = NULL;
@@ -219,10 +271,28 @@ char *ahdapa_jwt_sign_es256(struct evp_pkey_st *key, const json_t *header, const
         if (t->sign_ctx == NULL || EVP_PKEY_sign_init(t->sign_ctx) <= 0) {
             EVP_PKEY_CTX_free(t->sign_ctx);
             t->sign_ctx = NULL;
-            ut_err_set(err, "cannot set up the ES256 signing context");
-            return NULL;
+            return -EIO;
         }
         t->sign_key = key;
+    }
+    if (ahdapa_sha256(input, len, digest) < 0 ||
+        EVP_PKEY_sign(t->sign_ctx, der, &derlen, digest, sizeof(digest)) <= 0 ||
+        der_to_rs(der, derlen, rs) < 0)
+        return -EIO;
+    ut_b64_encode(rs, sizeof(rs), sig, 1);
+    return 0;
+}
+
+char *ahdapa_jwt_sign_es256(struct evp_pkey_st *key, const json_t *header, const json_t *claims,
+                            struct ut_err *err)
+{
+    size_t hl = 0, cl = 0;
+    char *h = NULL, *c = NULL, *out = NULL;
+    int rc;
+
+    if (tls_get() == NULL) {
+        ut_err_set(err, "out of memory");
+        return NULL;
     }
     h = b64url_json(header, &hl);
     c = b64url_json(claims, &cl);
@@ -238,25 +308,15 @@ char *ahdapa_jwt_sign_es256(struct evp_pkey_st *key, const json_t *header, const
     memcpy(out, h, hl);
     out[hl] = '.';
     memcpy(out + hl + 1, c, cl);
-    if (ahdapa_sha256(out, hl + 1 + cl, digest) < 0 ||
-        EVP_PKEY_sign(t->sign_ctx, der, &derlen, digest, sizeof(digest)) <= 0 ||
-        (sig = d2i_ECDSA_SIG(NULL, &dp, (long)derlen)) == NULL) {
-        ut_err_set(err, "ES256 signing failed");
-        free(out);
-        out = NULL;
-        goto out;
-    }
-    ECDSA_SIG_get0(sig, &r, &s);
-    if (BN_bn2binpad(r, rs, 32) != 32 || BN_bn2binpad(s, rs + 32, 32) != 32) {
-        ut_err_set(err, "ES256 signature out of range");
+    rc = ahdapa_jwt_sign_input(key, out, hl + 1 + cl, out + hl + 2 + cl);
+    if (rc < 0) {
+        ut_err_set(err, rc == -EIO ? "ES256 signing failed" : "out of memory");
         free(out);
         out = NULL;
         goto out;
     }
     out[hl + 1 + cl] = '.';
-    ut_b64_encode(rs, sizeof(rs), out + hl + 2 + cl, 1);
 out:
-    ECDSA_SIG_free(sig);
     free(h);
     free(c);
     return out;
@@ -265,10 +325,9 @@ out:
 int ahdapa_jwt_verify_es256(struct evp_pkey_st *pub, const struct ahdapa_jwt *j)
 {
     struct jwt_tls *t = tls_get();
-    unsigned char digest[32], der[80], *dp = der;
-    ECDSA_SIG *sig;
-    BIGNUM *r, *s;
-    int derlen, ok;
+    unsigned char digest[32], der[72];
+    size_t derlen;
+    int ok;
 
     if (t == NULL)
         return -ENOMEM;
@@ -288,20 +347,8 @@ int ahdapa_jwt_verify_es256(struct evp_pkey_st *pub, const struct ahdapa_jwt *j)
     }
     if (ahdapa_sha256(j->signed_part, j->signed_len, digest) < 0)
         return -EIO;
-    sig = ECDSA_SIG_new();
-    r = BN_bin2bn(j->sig, 32, NULL);
-    s = BN_bin2bn(j->sig + 32, 32, NULL);
-    if (sig == NULL || r == NULL || s == NULL || !ECDSA_SIG_set0(sig, r, s)) {
-        ECDSA_SIG_free(sig);
-        BN_free(r);
-        BN_free(s);
-        return -ENOMEM;
-    }
-    derlen = i2d_ECDSA_SIG(sig, &dp);
-    ECDSA_SIG_free(sig);
-    if (derlen <= 0)
-        return -EBADMSG;
-    ok = EVP_PKEY_verify(t->verify_ctx, der, (size_t)derlen, digest, sizeof(digest));
+    derlen = rs_to_der(j->sig, der);
+    ok = EVP_PKEY_verify(t->verify_ctx, der, derlen, digest, sizeof(digest));
     return ok == 1 ? 0 : -EBADMSG;
 }
 
