@@ -83,13 +83,35 @@ static json_t *vv_json(const struct gsp_vv *v)
     return o;
 }
 
+/* The persisted version vector, read afresh: the engine's cached copy is
+ * refreshed only by its own exchanges, so it lags on a node that only
+ * answers peers. NULL when it cannot be read. */
+static json_t *fresh_vv_json(struct gsp_engine *e)
+{
+    struct ut_err err = {{0}};
+    struct crdt_vv vv = {0};
+    sqlite3 *db = store_reader(e->store, &err);
+    json_t *o = NULL;
+
+    if (db == NULL || crdt_vv_load(e->replica, db, &vv, &err) < 0)
+        goto out;
+    o = json_object();
+    for (size_t i = 0; o != NULL && i < vv.n; i++)
+        json_object_set_new(o, vv.origin[i], json_integer((json_int_t)vv.seq[i]));
+out:
+    crdt_vv_free(&vv);
+    return o;
+}
+
 json_t *gsp_engine_status(struct gsp_engine *e)
 {
     json_t *root = json_object(), *peers = json_array();
+    json_t *vv = fresh_vv_json(e);
 
     if (root == NULL || peers == NULL) {
         json_decref(root);
         json_decref(peers);
+        json_decref(vv);
         return NULL;
     }
     pthread_mutex_lock(&e->mu);
@@ -121,7 +143,7 @@ json_t *gsp_engine_status(struct gsp_engine *e)
     json_object_set_new(root, "peers", peers);
     json_object_set_new(root, "totals", counters_json(&e->total));
     json_object_set_new(root, "generation", json_integer((json_int_t)crdt_generation(e->replica)));
-    json_object_set_new(root, "vv", vv_json(&e->self_vv));
+    json_object_set_new(root, "vv", vv ? vv : vv_json(&e->self_vv));
     json_object_set_new(root, "members", json_integer((json_int_t)e->n_members));
     pthread_mutex_unlock(&e->mu);
     return root;

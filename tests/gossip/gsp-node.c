@@ -9,9 +9,18 @@
  * POST /api/admin/nodes/seed, GET /metrics), GET /api/gossip/kem-info,
  * PUT/GET/DELETE /kv/{key} (value = request body), GET /digest
  * ({"rows": n, "live": n, "sha256": hex over every crdt row in key order}).
+ *
+ * Bulk load (benchmarks): POST /bulk?n=N&size=S&prefix=P writes N entries
+ * (keys P00000000, P00000001, ..., values of S random bytes; P default "b",
+ * N <= 10,000,000, 1 <= S <= 1 MiB) in store_write jobs of 10,000 entries
+ * each, and answers {"ok": true, "n": N} when the last one committed. The
+ * request holds one of the two HTTP worker threads until then
+ * (bench/gossip-bench.py loads 1M entries in calls of 100k, about a second
+ * each).
  */
 #include <errno.h>
 #include <openssl/evp.h>
+#include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +35,7 @@
 #include "util/sig.h"
 
 #define MAX_LIST 16
+#define BULK_JOB 10000
 
 struct node {
     struct store *store;
@@ -104,6 +114,61 @@ static void kv(struct http_req *r, void *arg)
         return;
     }
     http_reply_json(r, 200, json_pack("{s:b}", "ok", 1));
+}
+
+struct bulk_job {
+    struct node *n;
+    const char *prefix;
+    long first, count;
+    unsigned char *val;
+    size_t size;
+};
+
+static int bulk_write(sqlite3 *db, void *arg, struct ut_err *err)
+{
+    struct bulk_job *j = arg;
+    char key[128];
+    int rc;
+
+    for (long i = j->first; i < j->first + j->count; i++) {
+        snprintf(key, sizeof(key), "%s%08ld", j->prefix, i);
+        if (RAND_bytes(j->val, (int)j->size) != 1) {
+            ut_err_set(err, "RAND_bytes failed");
+            return -EIO;
+        }
+        if ((rc = crdt_put(j->n->rep, db, "kv", key, j->val, j->size, 0, err)) < 0)
+            return rc;
+    }
+    return 0;
+}
+
+static void bulk(struct http_req *r, void *arg)
+{
+    const char *qn = http_req_query(r, "n"), *qs = http_req_query(r, "size");
+    const char *qp = http_req_query(r, "prefix");
+    struct bulk_job j = {.n = arg, .prefix = qp ? qp : "b"};
+    struct ut_err err = {{0}};
+    long total = qn ? strtol(qn, NULL, 10) : 0, size = qs ? strtol(qs, NULL, 10) : 0;
+    int rc = 0;
+
+    if (total < 1 || total > 10000000 || size < 1 || size > (1 << 20) || strlen(j.prefix) > 64) {
+        http_reply_error(r, 400, "invalid_request", "n 1..10000000, size 1..1048576, prefix <= 64");
+        return;
+    }
+    j.size = (size_t)size;
+    if ((j.val = malloc(j.size)) == NULL) {
+        http_reply_error(r, 500, "server_error", "out of memory");
+        return;
+    }
+    for (j.first = 0; j.first < total && rc == 0; j.first += j.count) {
+        j.count = total - j.first < BULK_JOB ? total - j.first : BULK_JOB;
+        rc = store_write(j.n->store, bulk_write, &j, &err);
+    }
+    free(j.val);
+    if (rc < 0)
+        http_reply_error(r, 500, "server_error", err.msg);
+    else
+        http_reply_json(r, 200, json_pack("{s:b, s:i}", "ok", 1, "n", (json_int_t)total));
 }
 
 static void digest(struct http_req *r, void *arg)
@@ -217,6 +282,7 @@ int main(int argc, char **argv)
         http_route(n.http, HTTP_GET, "/api/gossip/kem-info", kem_info, &n, &err) < 0 ||
         http_route(n.http, HTTP_GET | HTTP_PUT | HTTP_DELETE, "/kv/{key}", kv, &n, &err) < 0 ||
         http_route(n.http, HTTP_GET, "/digest", digest, &n, &err) < 0 ||
+        http_route(n.http, HTTP_POST, "/bulk", bulk, &n, &err) < 0 ||
         http_server_start(n.http, &err) < 0)
         goto out;
     ut_log(UT_LOG_INFO, "gsp-node", "ready", UT_LF_S("node_id", listen));
