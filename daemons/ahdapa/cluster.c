@@ -78,17 +78,7 @@ int ahdapa_cluster_routes(struct ahdapa *a, struct ut_err *err)
 
 void ahdapa_cluster_reload(struct ahdapa *a, const struct ahdapa_cfg *n)
 {
-    struct ut_err err = {{0}};
-
-    if (a->engine == NULL)
-        return;
-    if (gsp_engine_set_peers(a->engine, (const char *const *)n->gossip.peers.v, n->gossip.peers.n,
-                             &err) < 0) {
-        ut_log(UT_LOG_ERROR, "gossip", "peer list reload refused", UT_LF_S("error", err.msg));
-        return;
-    }
-    gsp_driver_wake(a->driver);
-    ut_log(UT_LOG_INFO, "gossip", "peer list reloaded", UT_LF_I("peers", n->gossip.peers.n));
+    gsp_driver_reload_peers(a->driver, (const char *const *)n->gossip.peers.v, n->gossip.peers.n);
 }
 
 void ahdapa_cluster_close(struct ahdapa *a)

@@ -80,17 +80,7 @@ int akamu_cluster_routes(struct akamu *a, struct http_server *admin, struct ut_e
 
 void akamu_cluster_reload(struct akamu *a, const struct akamu_cfg *n)
 {
-    struct ut_err err = {{0}};
-
-    if (a->engine == NULL)
-        return;
-    if (gsp_engine_set_peers(a->engine, (const char *const *)n->gossip.peers.v, n->gossip.peers.n,
-                             &err) < 0) {
-        ut_log(UT_LOG_ERROR, "gossip", "peer list reload refused", UT_LF_S("error", err.msg));
-        return;
-    }
-    gsp_driver_wake(a->driver);
-    ut_log(UT_LOG_INFO, "gossip", "peer list reloaded", UT_LF_I("peers", n->gossip.peers.n));
+    gsp_driver_reload_peers(a->driver, (const char *const *)n->gossip.peers.v, n->gossip.peers.n);
 }
 
 void akamu_cluster_close(struct akamu *a)

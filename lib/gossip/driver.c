@@ -197,6 +197,20 @@ void gsp_driver_wake(struct gsp_driver *d)
     pthread_mutex_unlock(&d->mu);
 }
 
+void gsp_driver_reload_peers(struct gsp_driver *d, const char *const *urls, size_t n)
+{
+    struct ut_err err = {{0}};
+
+    if (d == NULL)
+        return;
+    if (gsp_engine_set_peers(d->e, urls, n, &err) < 0) {
+        ut_log(UT_LOG_ERROR, "gossip", "peer list reload refused", UT_LF_S("error", err.msg));
+        return;
+    }
+    gsp_driver_wake(d);
+    ut_log(UT_LOG_INFO, "gossip", "peer list reloaded", UT_LF_I("peers", n));
+}
+
 void gsp_driver_stop(struct gsp_driver *d)
 {
     if (d == NULL)

@@ -32,6 +32,10 @@ struct gsp_driver_opts {
 int gsp_driver_start(struct gsp_driver **out, const struct gsp_driver_opts *o, struct ut_err *err);
 /* Wakes the loop now (e.g. after gsp_engine_seed or a peer list reload). */
 void gsp_driver_wake(struct gsp_driver *d);
+/* SIGHUP: replaces the engine's configured peer URLs and wakes the loop;
+ * logs "gossip: peer list reloaded peers=N" (or why it was refused).
+ * d NULL (single-node mode) is a no-op. */
+void gsp_driver_reload_peers(struct gsp_driver *d, const char *const *urls, size_t n);
 /* Stops and joins the thread (an exchange in flight finishes or times out). */
 void gsp_driver_stop(struct gsp_driver *d);
 

@@ -111,3 +111,11 @@ def daemons():
         if d.proc.poll() is None:
             d.proc.kill()
             d.proc.wait()
+
+
+def hash_password(pw):
+    """An argon2id PHC string for pw, made by `ahdapa hash-password`."""
+    r = subprocess.run([binary("ahdapa"), "hash-password"], input=pw + "\n", capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip()

@@ -10,7 +10,7 @@ import time
 import pytest
 import requests
 
-from conftest import binary, free_port
+from conftest import binary, free_port, hash_password
 
 PASSWORDS = {"alice": "alice123", "bob": "bob-secret"}
 
@@ -41,12 +41,6 @@ interval_secs = 1
 allowed_node_ids = [{allowed}]
 """
 
-
-def hash_password(pw):
-    r = subprocess.run([binary("ahdapa"), "hash-password"], input=pw + "\n", capture_output=True,
-                       text=True, timeout=30)
-    assert r.returncode == 0, r.stderr
-    return r.stdout.strip()
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ import time
 import pytest
 import requests
 
-from conftest import Daemon, binary, free_port
+from conftest import Daemon, binary, free_port, hash_password
 
 INTERVAL = 2  # [gossip] interval_secs
 CONVERGE = 15  # seconds allowed for a change to reach every node (several rounds)
@@ -55,12 +55,6 @@ key_file = "{key}"
 ca_file = "{ca}"
 """
 
-
-def hash_password(pw):
-    r = subprocess.run([binary("ahdapa"), "hash-password"], input=pw + "\n", capture_output=True,
-                       text=True, timeout=30)
-    assert r.returncode == 0, r.stderr
-    return r.stdout.strip()
 
 
 def b64d(s):

@@ -15,7 +15,7 @@ import time
 import pytest
 import requests
 
-from conftest import binary, free_port
+from conftest import binary, free_port, hash_password
 
 NODE = """\
 [server]
@@ -34,12 +34,6 @@ key_file = "{key}"
 ca_file = "{ca}"
 """
 
-
-def hash_password(pw):
-    r = subprocess.run([binary("ahdapa"), "hash-password"], input=pw + "\n", capture_output=True,
-                       text=True, timeout=30)
-    assert r.returncode == 0, r.stderr
-    return r.stdout.strip()
 
 
 def b64d(s):
