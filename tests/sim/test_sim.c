@@ -53,6 +53,18 @@ static double wall_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* The simulation of the running test: freed by the teardown when a
+ * failure jumped out of the test (temp dirs, engines, writer threads). */
+static struct sim *g_sim;
+
+static int teardown(void **state)
+{
+    (void)state;
+    sim_free(g_sim);
+    g_sim = NULL;
+    return 0;
+}
+
 static struct sim *start(struct sim_opts *o, const char *label)
 {
     struct ut_err err = {{0}};
@@ -67,6 +79,7 @@ static struct sim *start(struct sim_opts *o, const char *label)
         sim_free(s);
         fail_msg("seed %" PRIu64 ": sim_new: %d: %s", o->seed, rc, err.msg);
     }
+    g_sim = s;
     return s;
 }
 
@@ -126,6 +139,7 @@ static void finish(struct sim *s, const char *label, double t0)
     sim_print_stats(s, label);
     fprintf(stderr, "[sim %s] wall %.2f s\n", label, wall_s() - t0);
     sim_free(s);
+    g_sim = NULL;
 }
 
 /* N=3, file stores: heavy loss/dup/reordering, restarts that close and
@@ -192,7 +206,7 @@ static void test_n3_skew_beyond_tolerance(void **state)
     fprintf(stderr,
             "[sim n3-skew] while skewed: hlc_refused=%" PRIu64 " engine_refusals=%" PRIu64 "\n",
             st.hlc_refused, st.engine_refusals);
-    assert_true(st.hlc_refused + st.engine_refusals > 0);
+    assert_true(st.hlc_refused > 0); /* crdt_apply refused the stamps, counted */
     assert_int_equal(sim_has_writes_of(s, 2, 0), 0);
     assert_int_equal(sim_has_writes_of(s, 2, 1), 0);
     sim_set_skew(s, 2, 0); /* the clock is back; its stamps stay ahead */
@@ -437,13 +451,14 @@ static void chaos_one(uint64_t seed)
     sim_heal(s);
     converge_and_check(s, 180000, 0, label);
     sim_free(s);
+    g_sim = NULL;
 }
 
 /* Many short random scenarios with small N: rare interleavings. */
 static void test_chaos_seeds(void **state)
 {
     const char *env = getenv("SIM_SEED");
-    unsigned count = SCALE(24, 8);
+    unsigned count = SCALE(40, 12);
     double t0 = wall_s();
 
     (void)state;
@@ -461,14 +476,14 @@ int main(void)
     const char *lvl = getenv("SIM_LOG");
     enum ut_log_level l = UT_LOG_ERROR;
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_n3_lossy_restarts),
-        cmocka_unit_test(test_n3_skew_beyond_tolerance),
-        cmocka_unit_test(test_n10_partitions),
-        cmocka_unit_test(test_n10_paging),
-        cmocka_unit_test(test_n10_gc),
-        cmocka_unit_test(test_n3_gc_horizon),
-        cmocka_unit_test(test_chaos_seeds),
-        cmocka_unit_test(test_n100_fanout),
+        cmocka_unit_test_teardown(test_n3_lossy_restarts, teardown),
+        cmocka_unit_test_teardown(test_n3_skew_beyond_tolerance, teardown),
+        cmocka_unit_test_teardown(test_n10_partitions, teardown),
+        cmocka_unit_test_teardown(test_n10_paging, teardown),
+        cmocka_unit_test_teardown(test_n10_gc, teardown),
+        cmocka_unit_test_teardown(test_n3_gc_horizon, teardown),
+        cmocka_unit_test_teardown(test_chaos_seeds, teardown),
+        cmocka_unit_test_teardown(test_n100_fanout, teardown),
     };
 
     if (getenv("SIM_ONLY") != NULL) /* e.g. SIM_ONLY='*n100*' */
