@@ -186,4 +186,8 @@ void gsp_count_refusal_(struct gsp_counters *c, const char *reason);
 /* Counts on the peer (if any) and on the totals (caller holds mu). */
 void gsp_refuse_(struct gsp_engine *e, struct gsp_peer *p, const char *reason);
 
+/* members.c: the base64url string field name of o, exactly n bytes, into
+ * out (kem-info documents and cluster_nodes entries). 0 or -EINVAL. */
+int gsp_json_b64_(json_t *o, const char *name, uint8_t *out, size_t n);
+
 #endif

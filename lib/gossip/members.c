@@ -108,8 +108,7 @@ out:
     return rc;
 }
 
-/* A base64url field of exactly n bytes. */
-static int get_b64(json_t *o, const char *name, uint8_t *out, size_t n)
+int gsp_json_b64_(json_t *o, const char *name, uint8_t *out, size_t n)
 {
     const char *s = json_string_value(json_object_get(o, name));
     uint8_t tmp[CRY_XWING_PK_BYTES + 8];
@@ -160,15 +159,15 @@ int gsp_member_parse(const uint8_t *value, size_t len, struct gsp_member *m, str
     strcpy(m->node_id, id);
     strcpy(m->url, url);
     m->ts = (uint64_t)json_integer_value(ts);
-    if (get_b64(j, "kem_public_key", m->kem_pk, CRY_XWING_PK_BYTES) < 0 ||
-        get_b64(j, "signing_public_key", m->sig_pub, CRY_P256_PUB_BYTES) < 0 ||
-        get_b64(j, "sig", m->sig, CRY_P256_SIG_BYTES) < 0) {
+    if (gsp_json_b64_(j, "kem_public_key", m->kem_pk, CRY_XWING_PK_BYTES) < 0 ||
+        gsp_json_b64_(j, "signing_public_key", m->sig_pub, CRY_P256_PUB_BYTES) < 0 ||
+        gsp_json_b64_(j, "sig", m->sig, CRY_P256_SIG_BYTES) < 0) {
         ut_err_set(err, "cluster_nodes entry for \"%s\": bad key or signature encoding", id);
         goto out;
     }
     if (json_object_get(j, "prev_signing_public_key") || json_object_get(j, "prev_sig")) {
-        if (get_b64(j, "prev_signing_public_key", m->prev_pub, CRY_P256_PUB_BYTES) < 0 ||
-            get_b64(j, "prev_sig", m->prev_sig, CRY_P256_SIG_BYTES) < 0) {
+        if (gsp_json_b64_(j, "prev_signing_public_key", m->prev_pub, CRY_P256_PUB_BYTES) < 0 ||
+            gsp_json_b64_(j, "prev_sig", m->prev_sig, CRY_P256_SIG_BYTES) < 0) {
             ut_err_set(err, "cluster_nodes entry for \"%s\": bad rotation fields", id);
             goto out;
         }

@@ -407,21 +407,6 @@ int gsp_engine_resolve_url(struct gsp_engine *e, const char *url, const char *no
 
 /* ---- seeding ---- */
 
-static int b64_field(json_t *j, const char *name, uint8_t *out, size_t n)
-{
-    const char *s = json_string_value(json_object_get(j, name));
-    uint8_t tmp[CRY_XWING_PK_BYTES + 8];
-    size_t sl, got = 0;
-
-    if (s == NULL)
-        return -EINVAL;
-    sl = strlen(s);
-    if (sl > ((sizeof(tmp) - 3) / 3) * 4 || ut_b64_decode(s, sl, tmp, &got, 1) < 0 || got != n)
-        return -EINVAL;
-    memcpy(out, tmp, n);
-    return 0;
-}
-
 int gsp_engine_seed(struct gsp_engine *e, const char *kem_info_json, size_t len, const char *url,
                     struct ut_err *err)
 {
@@ -449,8 +434,8 @@ int gsp_engine_seed(struct gsp_engine *e, const char *kem_info_json, size_t len,
         ut_err_set(err, "seed \"%s\": kem_alg must be \"X-Wing\" and signing_alg \"ES256\"", id);
         goto out;
     }
-    if (b64_field(j, "kem_public_key", kem, sizeof(kem)) < 0 ||
-        b64_field(j, "signing_public_key", sig, sizeof(sig)) < 0) {
+    if (gsp_json_b64_(j, "kem_public_key", kem, sizeof(kem)) < 0 ||
+        gsp_json_b64_(j, "signing_public_key", sig, sizeof(sig)) < 0) {
         ut_err_set(err,
                    "seed \"%s\": kem_public_key must be base64url of %d bytes and "
                    "signing_public_key of %d bytes",

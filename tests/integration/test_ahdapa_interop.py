@@ -17,22 +17,7 @@ from conftest import ROOT, binary, free_port, hash_password
 
 INTEROP = os.path.join(ROOT, "tests", "interop")
 
-NODE = """\
-[server]
-listen = "127.0.0.1:{port}"
-issuer = "https://127.0.0.1:{port}"
-
-[database]
-url = "sqlite://{db}"
-
-[users]
-static_file = "{users}"
-
-[tls]
-cert_file = "{cert}"
-key_file = "{key}"
-ca_file = "{ca}"
-"""
+from test_ahdapa_oauth import NODE  # noqa: E402  (same node config)
 
 
 
