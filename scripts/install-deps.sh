@@ -11,7 +11,7 @@ PKGS="
   libsqlite3-dev sqlite3 libcmocka-dev libargon2-dev libcbor-dev libzstd-dev
   libkrb5-dev libpq-dev
   python3 python3-pytest python3-requests
-  nodejs npm wrk nginx-light
+  nodejs npm wrk nginx-light chromium
 "
 
 missing=""

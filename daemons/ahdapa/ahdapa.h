@@ -47,6 +47,19 @@ int ahdapa_cluster_routes(struct ahdapa *a, struct ut_err *err);
 void ahdapa_cluster_reload(struct ahdapa *a, const struct ahdapa_cfg *n);
 void ahdapa_cluster_close(struct ahdapa *a);
 
+/* ui.c: the admin web UI at /ui/ (files embedded by scripts/embed-assets.py
+ * into the generated ui_assets.c). */
+struct ahd_asset {
+    const char *name;         /* basename, e.g. "app.js" */
+    const char *content_type; /* from the extension */
+    const unsigned char *data;
+    size_t len;
+    const char *etag; /* quoted strong ETag */
+};
+extern const struct ahd_asset ahd_ui_assets[];
+extern const size_t ahd_ui_n_assets;
+int ahdapa_ui_routes(struct ahdapa *a, struct ut_err *err);
+
 /* auth.c: users.toml, login/logout/session, cookies, CSRF, cluster key. */
 int ahdapa_auth_init(struct ahdapa *a, struct ut_err *err);
 int ahdapa_auth_routes(struct ahdapa *a, struct ut_err *err);

@@ -202,31 +202,43 @@ static int is_revoked(struct ahdapa *a, const char *sid, struct ut_err *err)
     return -EIO;
 }
 
-/* Fills s from the request's cookie, or replies 401 and returns -1. */
-static int current_session(struct ahdapa *a, struct http_req *r, struct ahd_session *s)
+/* Fills s from the request's cookie. Returns 0, or -1 with err saying why
+ * there is no valid session (nothing is replied). */
+static int session_check(struct ahdapa *a, struct http_req *r, struct ahd_session *s,
+                         struct ut_err *err)
 {
     char cookie[AHD_COOKIE_MAX + 1];
-    struct ut_err err = {{0}};
     const struct ahd_key *ring[2];
     int rc;
 
     if (cookie_value(r, cookie, sizeof(cookie)) < 0) {
-        http_reply_error(r, 401, "unauthorized", "no session cookie; log in first");
+        ut_err_set(err, "no session cookie; log in first");
         return -1;
     }
     pthread_rwlock_rdlock(&a->auth->lock);
     ring[0] = &a->auth->cluster;
     ring[1] = &a->auth->local;
-    rc = ahd_cookie_open(ring, 2, cookie, now_s(), s, &err);
+    rc = ahd_cookie_open(ring, 2, cookie, now_s(), s, err);
     pthread_rwlock_unlock(&a->auth->lock);
     ut_memzero(cookie, sizeof(cookie));
-    if (rc == 0 && (rc = is_revoked(a, s->sid, &err)) == 1) {
-        ut_err_set(&err, "session cookie: the session was ended (logout)");
+    if (rc == 0 && (rc = is_revoked(a, s->sid, err)) == 1) {
+        ut_err_set(err, "session cookie: the session was ended (logout)");
         rc = -EKEYREVOKED;
     }
     if (rc < 0) {
-        ut_log(UT_LOG_DEBUG, MOD, "session refused", UT_LF_S("error", err.msg),
+        ut_log(UT_LOG_DEBUG, MOD, "session refused", UT_LF_S("error", err->msg),
                UT_LF_S("peer", http_req_peer(r)));
+        return -1;
+    }
+    return 0;
+}
+
+/* Fills s from the request's cookie, or replies 401 and returns -1. */
+static int current_session(struct ahdapa *a, struct http_req *r, struct ahd_session *s)
+{
+    struct ut_err err = {{0}};
+
+    if (session_check(a, r, s, &err) < 0) {
         http_reply_error(r, 401, "unauthorized", err.msg);
         return -1;
     }
@@ -430,14 +442,28 @@ static void logout(struct http_req *r, void *arg)
     http_reply_json(r, 200, json_pack("{s:s}", "status", "logged_out"));
 }
 
+/* GET /api/auth/session: 401 without a valid session, except with
+ * ?optional=1 (the web UI's page-load probe, which must not fail in the
+ * browser console): then 200 {"authenticated": false, "reason"}. */
 static void session(struct http_req *r, void *arg)
 {
+    const char *opt = http_req_query(r, "optional");
+    struct ut_err err = {{0}};
     struct ahd_session s;
+    json_t *doc;
 
-    if (current_session(arg, r, &s) < 0)
-        return;
     http_add_header(r, "Cache-Control", "no-store");
-    http_reply_json(r, 200, session_doc(&s));
+    if (opt && strcmp(opt, "1") == 0) {
+        if (session_check(arg, r, &s, &err) < 0) {
+            http_reply_json(r, 200, json_pack("{s:b, s:s}", "authenticated", 0, "reason", err.msg));
+            return;
+        }
+    } else if (current_session(arg, r, &s) < 0) {
+        return;
+    }
+    doc = session_doc(&s);
+    json_object_set_new(doc, "authenticated", json_true());
+    http_reply_json(r, 200, doc);
 }
 
 int ahdapa_auth_routes(struct ahdapa *a, struct ut_err *err)

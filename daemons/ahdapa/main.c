@@ -138,7 +138,7 @@ static int start(struct ahdapa *a, struct ut_err *err)
         return rc;
     if ((rc = ahdapa_health_routes(a, err)) < 0 || (rc = ahdapa_gossip_routes(a, err)) < 0 ||
         (rc = ahdapa_cluster_routes(a, err)) < 0 || (rc = ahdapa_auth_routes(a, err)) < 0 ||
-        (rc = ahdapa_oauth_routes(a, err)) < 0)
+        (rc = ahdapa_oauth_routes(a, err)) < 0 || (rc = ahdapa_ui_routes(a, err)) < 0)
         return rc;
     if ((rc = http_server_start(a->http, err)) < 0)
         return rc;

@@ -16,7 +16,8 @@
  * get 400 and the connection is closed.
  *
  * Routes: patterns are literal segments and "{name}" parameters matching
- * one non-empty segment, e.g. "/api/admin/clients/{client_id}". An exact
+ * one non-empty segment, e.g. "/api/admin/clients/{client_id}"; a trailing
+ * '/' ("/ui/") matches only paths with that trailing slash. An exact
  * literal beats a parameter. Unknown path -> 404 JSON; known path with a
  * wrong method -> 405 with Allow. Segments are split before %-decoding
  * ("%2F" stays inside a parameter); %00, malformed escapes, non-UTF-8 paths

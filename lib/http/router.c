@@ -102,7 +102,9 @@ static int parse_pattern(struct route *r, const char *pattern, struct ut_err *er
         size_t n = e ? (size_t)(e - p) : strlen(p);
         struct route_seg *s;
 
-        if (n == 0) {
+        /* A trailing '/' ("/ui/") is a final empty literal segment, which
+         * matches only a request path with the same trailing slash. */
+        if (n == 0 && !(e == NULL && r->nseg > 0)) {
             ut_err_set(err, "route pattern \"%s\": empty segment", pattern);
             return -EINVAL;
         }

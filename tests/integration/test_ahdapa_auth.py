@@ -324,3 +324,55 @@ def test_missing_users_file_starts_without_users(daemons, tmp_path, pki):
     n = Node(daemons, tmp_path, pki, str(tmp_path / "absent.toml"), "nousers", port)
     assert "users file missing" in n.d.text()
     assert_error(n.login("alice"), 401)
+
+
+UI_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+          "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+
+
+def test_ui_static_files_and_headers(node):
+    """The admin UI's embedded files: types, security headers, ETag/304,
+    the /ui redirect and 404s (the browser test drives the page itself)."""
+    r = node.req("GET", "/ui", allow_redirects=False)
+    assert r.status_code == 308 and r.headers["Location"] == "/ui/", r.headers
+    want = {"/ui/": "text/html", "/ui/app.js": "text/javascript", "/ui/app.css": "text/css",
+            "/ui/favicon.svg": "image/svg+xml"}
+    for path, ctype in want.items():
+        r = node.req("GET", path)
+        assert r.status_code == 200, (path, r.status_code)
+        assert r.headers["Content-Type"].startswith(ctype), (path, r.headers["Content-Type"])
+        assert r.headers["Content-Security-Policy"] == UI_CSP, path
+        assert r.headers["X-Content-Type-Options"] == "nosniff"
+        assert r.headers["X-Frame-Options"] == "DENY"
+        assert r.headers["Referrer-Policy"] == "no-referrer"
+        assert r.headers["Cache-Control"] == "no-cache"
+        etag = r.headers["ETag"]
+        assert re.fullmatch(r'"[0-9a-f]{16}"', etag), etag
+        r2 = node.req("GET", path, headers={"If-None-Match": etag})
+        assert r2.status_code == 304 and r2.content == b"", (path, r2.status_code)
+        assert node.req("GET", path, headers={"If-None-Match": '"0000000000000000"'}).status_code == 200
+        assert node.req("HEAD", path).status_code == 200
+    html = node.req("GET", "/ui/").text
+    assert "<script>" not in html, "inline scripts are blocked by the CSP"
+    assert 'style="' not in html, "inline style attributes are blocked by the CSP"
+    for bad in ("/ui/index.html", "/ui/nope.js", "/ui/..%2Fui.c", "/ui/app.js/x"):
+        r = node.req("GET", bad)
+        assert r.status_code == 404, (bad, r.status_code)
+        assert r.headers.get("Content-Security-Policy") in (UI_CSP, None)
+    assert node.req("POST", "/ui/app.js").status_code == 405
+
+
+def test_session_probe_for_the_ui(node):
+    """?optional=1 answers 200 {"authenticated": false} instead of 401, so the
+    page's load-time check never shows as a failed request."""
+    r = node.req("GET", "/api/auth/session?optional=1")
+    assert r.status_code == 200 and r.json()["authenticated"] is False, r.text
+    assert "no session cookie" in r.json()["reason"]
+    r = node.req("GET", "/api/auth/session?optional=1", cookie="garbage")
+    assert r.status_code == 200 and r.json()["authenticated"] is False, r.text
+    assert_error(node.req("GET", "/api/auth/session"), 401)
+    cookie, csrf = node.session("alice")
+    j = node.req("GET", "/api/auth/session?optional=1", cookie=cookie).json()
+    assert j["authenticated"] is True and j["username"] == "alice" and j["csrf_token"] == csrf, j
+    j = node.req("GET", "/api/auth/session", cookie=cookie).json()
+    assert j["authenticated"] is True and j["username"] == "alice", j

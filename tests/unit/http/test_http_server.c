@@ -184,6 +184,7 @@ static const struct {
     {HTTP_GET, "/big", h_big},
     {HTTP_GET, "/redirect", h_redirect},
     {HTTP_GET, "/block", h_block},
+    {HTTP_GET, "/dir/", h_health},
 };
 
 static struct http_server *start(const struct http_server_opts *o)
@@ -507,6 +508,16 @@ static void test_not_found_and_method(void **state)
     do_req(c, "GET", u, NULL, NULL, &r);
     assert_int_equal(r.status, 404);
     url(u, sizeof(u), "http", s, "/a//b/x");
+    do_req(c, "GET", u, NULL, NULL, &r);
+    assert_int_equal(r.status, 404);
+    /* A pattern with a trailing slash matches only that form. */
+    url(u, sizeof(u), "http", s, "/dir/");
+    do_req(c, "GET", u, NULL, NULL, &r);
+    assert_int_equal(r.status, 200);
+    url(u, sizeof(u), "http", s, "/dir");
+    do_req(c, "GET", u, NULL, NULL, &r);
+    assert_int_equal(r.status, 404);
+    url(u, sizeof(u), "http", s, "/dir//");
     do_req(c, "GET", u, NULL, NULL, &r);
     assert_int_equal(r.status, 404);
 
@@ -1090,6 +1101,7 @@ static void test_setup_errors(void **state)
     assert_int_equal(http_route(s, HTTP_POST, "/x/{other}", h_health, NULL, &e), 0);
     assert_int_equal(http_route(s, HTTP_GET, "x", h_health, NULL, &e), -EINVAL);
     assert_int_equal(http_route(s, HTTP_GET, "/a//b", h_health, NULL, &e), -EINVAL);
+    assert_int_equal(http_route(s, HTTP_GET, "/a//", h_health, NULL, &e), -EINVAL);
     assert_int_equal(http_route(s, HTTP_GET, "/a/{}", h_health, NULL, &e), -EINVAL);
     assert_int_equal(http_route(s, HTTP_GET, "/a/{x}/{x}", h_health, NULL, &e), -EINVAL);
     assert_string_equal(e.msg, "route pattern \"/a/{x}/{x}\": parameter {x} repeated");
