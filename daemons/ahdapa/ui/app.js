@@ -24,6 +24,9 @@
     clients: null,
     scopes: null,
     cluster: null,
+    seq: 0,
+    inflight: new Set(), // loads under way (logout waits for them)
+    leaving: false, // logging out: start no more loads
     rendered: {}, // view -> key of the data last rendered
   };
 
@@ -128,9 +131,9 @@
   const num = (n) => (Number.isFinite(n) ? n.toLocaleString('en') : '–');
   const time = (ms) => el('time', { datetime: new Date(ms).toISOString(), title: new Date(ms).toLocaleString() }, ago(ms));
 
-  function list(items, empty) {
+  function list(items, empty, cls) {
     if (!items || !items.length) return el('span', { class: 'muted' }, empty);
-    return el('ul', { class: 'plain' }, items.map((x) => el('li', null, x)));
+    return el('ul', { class: cls || 'plain' }, items.map((x) => el('li', null, x)));
   }
 
   /* ---- rendering ---- */
@@ -152,9 +155,9 @@
     const p = state.pending;
     if (p && p.kind === kind && p.id === id) {
       return el('td', { class: 'actions confirm' },
-        el('span', { class: 'confirm-q', id: `q-${kind}-${id}` }, `Delete ${label}?`),
+        el('span', { class: 'confirm-q' }, `Delete this ${kind}?`),
         el('button', { type: 'button', class: 'btn danger small', 'data-action': 'confirm', 'data-id': id,
-          'data-testid': 'confirm-delete', 'aria-describedby': `q-${kind}-${id}` }, 'Delete'),
+          'data-testid': 'confirm-delete', 'aria-label': `Yes, delete ${label}` }, 'Delete'),
         el('button', { type: 'button', class: 'btn small', 'data-action': 'cancel', 'data-id': id,
           'data-testid': 'cancel-delete' }, 'Cancel'));
     }
@@ -182,7 +185,7 @@
       el('td', null, el('code', { class: 'id' }, c.client_id)),
       el('td', null, el('span', { class: `badge ${c.client_type}` }, c.client_type || '')),
       el('td', null, el('code', null, c.token_endpoint_auth_method || '')),
-      el('td', null, list((c.scope || '').split(' ').filter(Boolean), 'none')),
+      el('td', null, list((c.scope || '').split(' ').filter(Boolean), 'none', 'tags')),
       el('td', { class: 'uris' }, list(c.redirect_uris, 'none')),
       actions('client', c.client_id, `client ${c.client_name}`)));
     if (!rows.length) {
@@ -201,7 +204,7 @@
     const rows = ss.map((s) => el('tr', { 'data-testid': 'scope-row', 'data-scope': s.name },
       el('th', { scope: 'row' }, el('code', null, s.name)),
       el('td', null, s.description || el('span', { class: 'muted' }, '—')),
-      el('td', null, list(s.claims, 'none')),
+      el('td', null, list(s.claims, 'none', 'tags')),
       actions('scope', s.name, `scope ${s.name}`)));
     if (!rows.length) {
       rows.push(el('tr', null, el('td', { colspan: 4, class: 'empty' }, 'No scope definitions yet.')));
@@ -224,8 +227,7 @@
     const state_ = self ? ['self', 'this node'] : p.last_ok ? ['ok', 'reachable']
       : p.last_success_ms ? ['bad', 'failing'] : ['bad', 'not reached yet'];
     return el('tr', { 'data-testid': 'node-row', 'data-node-id': id, class: self ? 'self' : null },
-      el('th', { scope: 'row' }, el('code', null, id), self ? el('span', { class: 'muted' }, ' (this node)') : null),
-      el('td', null, el('code', null, url || '')),
+      el('th', { scope: 'row' }, el('code', null, id), el('br'), el('code', { class: 'sub' }, url || '')),
       el('td', null, el('span', { class: `badge ${state_[0]}` }, state_[1])),
       el('td', { 'data-testid': 'last-contact' }, self ? '—' : p.last_success_ms ? time(p.last_success_ms) : 'never'),
       el('td', null, self ? '—' : p.in_sync ? 'yes' : 'no'),
@@ -250,7 +252,7 @@
       ['Bytes out', bytes(t.bytes_out)], ['Bytes in', bytes(t.bytes_in)],
       ['Entries applied', num(t.entries_applied)],
     ];
-    $('cluster-summary').replaceChildren(...facts.flatMap(([k, v]) => [el('dt', null, k), el('dd', null, v)]));
+    $('cluster-summary').replaceChildren(...facts.map(([k, v]) => el('div', null, el('dt', null, k), el('dd', null, v))));
     const rows = [nodeRow(st.node_id, st.url, true, t)];
     for (const p of st.peers || []) rows.push(nodeRow(p.node_id, p.url, false, p));
     replaceRows($('cluster-body'), rows);
@@ -258,23 +260,32 @@
 
   /* ---- loading ---- */
 
+  const PATHS = {
+    clients: '/api/admin/clients', scopes: '/api/admin/scopes',
+    cluster: '/api/gossip/status', session: '/api/auth/session?optional=1',
+  };
+
+  /* Fetches and renders view; an answer overtaken by a later load is dropped. */
   async function load(view) {
+    const seq = ++state.seq;
+    const data = await api('GET', PATHS[view]);
+    if (seq !== state.seq || !state.session || state.view !== view) return;
     switch (view) {
       case 'clients':
-        state.clients = (await api('GET', '/api/admin/clients')).clients || [];
+        state.clients = data.clients || [];
         renderClients();
         break;
       case 'scopes':
-        state.scopes = (await api('GET', '/api/admin/scopes')).scopes || [];
+        state.scopes = data.scopes || [];
         renderScopes();
         break;
       case 'cluster':
-        state.cluster = await api('GET', '/api/gossip/status');
-        if (state.cluster.node_id) $('who-node').textContent = state.cluster.node_id;
+        state.cluster = data;
+        if (data.node_id) $('who-node').textContent = data.node_id;
         renderCluster();
         break;
       case 'session': {
-        const s = await api('GET', '/api/auth/session?optional=1');
+        const s = data;
         if (!s || !s.authenticated) {
           signedOut('Your session has ended. Please sign in again.');
           return;
@@ -288,20 +299,22 @@
     $('updated').textContent = `Auto-refresh every ${REFRESH_MS / 1000} s · updated ${new Date().toLocaleTimeString()}`;
   }
 
-  /* Loads the visible view; returns false on failure (already reported). */
-  async function refresh(manual) {
+  /* Loads the visible view. mode 'auto' (the timer) skips while a load is in
+   * flight; 'force' (after a change) and 'manual' (Refresh button) do not. */
+  async function refresh(mode) {
     const view = state.view;
-    if (!state.session || !view || (state.loading && !manual)) return false;
+    if (!state.session || !view || state.leaving || (state.loading && mode === 'auto')) return;
     state.loading = true;
+    const p = load(view);
+    state.inflight.add(p);
     try {
-      await load(view);
-      if (manual) say(`${view[0].toUpperCase()}${view.slice(1)} refreshed.`);
-      return true;
+      await p;
+      if (mode === 'manual') say(`${view[0].toUpperCase()}${view.slice(1)} refreshed.`);
     } catch (e) {
-      failed(e, `Cannot load ${view}`);
-      return false;
+      if (state.session) failed(e, `Cannot load ${view}`);
     } finally {
-      state.loading = false;
+      state.inflight.delete(p);
+      state.loading = state.inflight.size > 0;
     }
   }
 
@@ -309,7 +322,7 @@
     clearTimeout(state.timer);
     if (!state.session) return;
     state.timer = setTimeout(async () => {
-      if (document.visibilityState === 'visible') await refresh(false);
+      if (document.visibilityState === 'visible') await refresh('auto');
       schedule();
     }, REFRESH_MS);
   }
@@ -321,6 +334,7 @@
   function showView(view, focus) {
     if (!isAdmin() && ADMIN_VIEWS.includes(view)) view = 'session';
     if (state.view === 'clients' && view !== 'clients') dismissSecret();
+    if (state.view && state.view !== view) say('');
     state.view = view;
     state.pending = null;
     state.rendered = {};
@@ -333,7 +347,7 @@
     history.replaceState(null, '', `#${view}`);
     if (view === 'session') renderSession();
     if (focus) $(`h-${view}`).focus();
-    refresh(false);
+    refresh('force');
     schedule();
   }
 
@@ -362,7 +376,7 @@
     clearTimeout(state.timer);
     dismissSecret();
     Object.assign(state, { session: null, view: null, pending: null, clients: null, scopes: null,
-      cluster: null, rendered: {} });
+      cluster: null, rendered: {}, seq: state.seq + 1 });
     for (const id of ['clients-body', 'scopes-body', 'cluster-body', 'cluster-summary']) $(id).replaceChildren();
     for (const v of VIEWS) $(`view-${v}`).hidden = true;
     $('who').hidden = true;
@@ -385,13 +399,12 @@
     $('secret-value').select();
   }
 
+  /* Forgets the secret: it exists only in this field until dismissed. */
   function dismissSecret() {
-    const wasShown = !$('secret-panel').hidden;
     $('secret-value').value = '';
     $('secret-name').textContent = '';
     $('secret-client-id').textContent = '';
     $('secret-panel').hidden = true;
-    return wasShown;
   }
 
   async function copySecret() {
@@ -410,22 +423,22 @@
 
   async function login(ev) {
     ev.preventDefault();
-    const f = ev.target;
-    const btn = f.querySelector('button[type=submit]');
+    const btn = ev.target.querySelector('button[type=submit]');
+    const pw = $('login-password');
     alertMsg('');
     btn.disabled = true;
     try {
       const s = await api('POST', '/api/auth/login',
-        { username: f.username.value.trim(), password: f.password.value });
-      f.password.value = '';
+        { username: $('login-username').value.trim(), password: pw.value });
+      pw.value = '';
       say(`Signed in as ${s.username}.`);
       signedIn(s, true);
     } catch (e) {
       if (e.status === 401) alertMsg('Wrong user name or password.');
       else if (e.status === 429) alertMsg(`Too many sign-in attempts. Try again in ${e.retryAfter || 'a few'} seconds.`);
       else alertMsg(`Cannot sign in: ${e.message}`);
-      f.password.focus();
-      f.password.select();
+      pw.focus();
+      pw.select();
     } finally {
       btn.disabled = false;
     }
@@ -433,6 +446,9 @@
 
   async function logout() {
     clearTimeout(state.timer);
+    state.leaving = true;
+    // A load answered after the logout would fail with 401: let them finish.
+    await Promise.allSettled([...state.inflight]);
     try {
       await api('POST', '/api/auth/logout');
     } catch (e) {
@@ -441,6 +457,8 @@
         schedule();
         return;
       }
+    } finally {
+      state.leaving = false;
     }
     signedOut('');
     say('Signed out.');
@@ -448,7 +466,7 @@
 
   function syncClientForm() {
     const f = $('client-form');
-    const pub = f.client_type.value === 'public';
+    const pub = f.elements.namedItem('client_type').value === 'public';
     const sel = $('client-auth');
     sel.querySelector('option[value=none]').disabled = !pub;
     for (const o of sel.options) if (o.value !== 'none') o.disabled = pub;
@@ -462,13 +480,13 @@
   async function createClient(ev) {
     ev.preventDefault();
     const f = ev.target;
-    const type = f.client_type.value;
+    const type = f.elements.namedItem('client_type').value;
     const body = {
-      client_name: f.client_name.value.trim(),
+      client_name: $('client-name').value.trim(),
       client_type: type,
-      token_endpoint_auth_method: type === 'public' ? 'none' : f.token_endpoint_auth_method.value,
-      redirect_uris: f.redirect_uris.value.split('\n').map((s) => s.trim()).filter(Boolean),
-      scope: f.scope.value.trim().split(/\s+/).filter(Boolean).join(' '),
+      token_endpoint_auth_method: type === 'public' ? 'none' : $('client-auth').value,
+      redirect_uris: $('client-uris').value.split('\n').map((s) => s.trim()).filter(Boolean),
+      scope: $('client-scope').value.trim().split(/\s+/).filter(Boolean).join(' '),
     };
     const grants = [...f.querySelectorAll('input[name=grant_types]:checked')].map((x) => x.value);
     if (grants.length) body.grant_types = grants;
@@ -480,7 +498,7 @@
       syncClientForm();
       say(`Client ${c.client_name} created (${c.client_type}).`);
       if (c.client_secret) showSecret(c);
-      await refresh(false);
+      await refresh('force');
     } catch (e) {
       failed(e, 'Cannot create the client');
     }
@@ -490,16 +508,16 @@
     ev.preventDefault();
     const f = ev.target;
     const body = {
-      name: f.name.value.trim(),
-      description: f.description.value.trim(),
-      claims: f.claims.value.split(',').map((s) => s.trim()).filter(Boolean),
+      name: $('scope-name').value.trim(),
+      description: $('scope-description').value.trim(),
+      claims: $('scope-claims').value.split(',').map((s) => s.trim()).filter(Boolean),
     };
     alertMsg('');
     try {
       const s = await api('POST', '/api/admin/scopes', body);
       f.reset();
       say(`Scope ${s.name} created.`);
-      await refresh(false);
+      await refresh('force');
     } catch (e) {
       failed(e, 'Cannot create the scope');
     }
@@ -532,13 +550,13 @@
         state.pending = null;
         say(`${kind === 'client' ? 'Client' : 'Scope'} ${id} deleted.`);
         $(`h-${state.view}`).focus();
-        await refresh(false);
+        await refresh('force');
       } catch (e) {
         b.disabled = false;
         if (e.status === 404) {
           state.pending = null;
           say(`${kind === 'client' ? 'Client' : 'Scope'} ${id} was already deleted.`);
-          await refresh(false);
+          await refresh('force');
         } else {
           failed(e, 'Cannot delete');
         }
@@ -561,7 +579,7 @@
       b.addEventListener('click', () => showView(b.dataset.view, true));
     }
     for (const b of document.querySelectorAll('[data-refresh]')) {
-      b.addEventListener('click', () => refresh(true));
+      b.addEventListener('click', () => refresh('manual'));
     }
     $('secret-copy').addEventListener('click', copySecret);
     $('secret-dismiss').addEventListener('click', () => {
@@ -581,7 +599,7 @@
       }
     });
     document.addEventListener('visibilitychange', () => {
-      if (document.visibilityState === 'visible' && state.session) refresh(false);
+      if (document.visibilityState === 'visible' && state.session) refresh('auto');
     });
     syncClientForm();
   }
