@@ -33,7 +33,8 @@ struct ahdapa {
  * Replicated tables (declared in cluster.c; values are JSON text):
  *   clients           LWW        client_id -> client (secret stored hashed)
  *   scopes            LWW        scope name -> {"name","description","claims"}
- *   signing_keys      LWW        kid -> {"kid","node_id","jwk":{public JWK},"expires"}
+ *   signing_keys      LWW        kid -> {"kid","node_id","iss","jwk":{public JWK},"expires"}
+ *                                (expires: unix ms, 0 while it is its node's active key)
  *   revoked_sessions  grow-only  session id -> {"exp"} (eventual mode logouts)
  *   revoked_tokens    grow-only  jti -> {"exp"} (RFC 7009 revocation)
  *   cluster_keys      LWW        key_id -> {"key_id","set_at"} (ids only, never keys)
@@ -77,6 +78,14 @@ int ahdapa_hash_password_main(void);
  * none is (out cleared), negative on a store error. */
 struct gsp_wrapkey;
 int ahdapa_auth_wrapkey(struct store *s, struct gsp_wrapkey *out);
+/* keys.c: the key this node's secrets at rest (gossip node keys, token
+ * signing key) are sealed under now: the stored cluster key, else [gossip]
+ * wrapping_key_file when set, else none (they stay in clear). db: a write
+ * job's connection (sees the job's transaction) or NULL for this thread's
+ * reader. 1 and w filled, 0 when there is none (w cleared), negative with
+ * err set (store error, unreadable key file). Clear w with gsp_wrapkey_clear. */
+int ahdapa_wrapkey_current(struct ahdapa *a, sqlite3 *db, struct gsp_wrapkey *w,
+                           struct ut_err *err);
 
 /* ---- auth internals (auth.c, users.c, session.c, keys.c) ---- */
 
@@ -160,10 +169,21 @@ struct evp_pkey_st;
 #define AHDAPA_TTL_MAX  86400
 #define AHDAPA_NAME_MAX 128 /* client ids, scope names, claim names */
 
+/* An ES256 key this node signs access tokens with (jwks.c). A signer is
+ * never freed while the process serves: after a rotation a worker may still
+ * be signing with the one it loaded. Each keeps the one it replaced
+ * (older); ahdapa_signing_key_free releases them all at shutdown. */
+struct ahdapa_signer {
+    struct evp_pkey_st *key; /* private, owned */
+    char kid[AHDAPA_KID_MAX];
+    struct ahdapa_signer *older;
+};
+
 struct ahdapa_oauth {
     struct ahdapa *a;
-    struct evp_pkey_st *key; /* this node's ES256 signing key (private) */
-    char kid[AHDAPA_KID_MAX];
+    /* The active signer: stored by jwks.c only (start, rotation), loaded
+     * once per token by workers through ahdapa_signer(). */
+    _Atomic(struct ahdapa_signer *) signer;
 };
 
 /* jwt.c: compact JWS with ES256 only (no other alg is accepted). */
@@ -202,9 +222,21 @@ int ahdapa_jwk_kid(const char *node_id, struct evp_pkey_st *key, char kid[AHDAPA
 void ahdapa_jwt_thread_cleanup(void);
 void ahdapa_pkey_free(struct evp_pkey_st *key);
 
-/* jwks.c: the node key (migration 4) and GET /jwks. */
+/* jwks.c: the node's signing key (oauth_active_key, migration 5; sealed
+ * like the node keys), GET /jwks, POST /api/admin/keys/signing/rotate. */
 int ahdapa_signing_key_init(struct ahdapa *a, struct ut_err *err);
 int ahdapa_jwks_routes(struct ahdapa *a, struct ut_err *err);
+/* The active signer (an atomic load; no lock). Valid until shutdown. */
+const struct ahdapa_signer *ahdapa_signer(struct ahdapa *a);
+/* Re-seals the stored signing key from old_key (NULL: in clear) to new_key
+ * (NULL: clear), as gsp_nodekey_rewrap does for the node keys; a nested
+ * store_write when called from a write job. Idempotent; 0 when no key is
+ * stored yet; -EACCES when it is sealed under a third key. */
+int ahdapa_signing_key_rewrap(struct ahdapa *a, const struct gsp_wrapkey *old_key,
+                              const struct gsp_wrapkey *new_key, struct ut_err *err);
+/* Frees every signer (the active one and all it replaced). Call after the
+ * HTTP workers have stopped, before ahdapa_oauth_free. */
+void ahdapa_signing_key_free(struct ahdapa *a);
 /* The public key of kid (any node's, from signing_keys) and the issuer it
  * signs for, through a per-thread cache checked against the replica's
  * generation. The key is owned by the cache (valid until the next call on

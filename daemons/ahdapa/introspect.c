@@ -8,7 +8,9 @@
  * Hot path: a per-thread cache of tokens found active (exact bytes -> the
  * reply body), dropped whenever the replica's change counter
  * (crdt_generation: new keys, revocations, anything replicated) moves;
- * a hit re-checks only exp against the clock. No lock shared between
+ * a hit re-checks only exp against the clock (enough for a rotated-out
+ * signing key too: its expiry is set past the exp of every token it can
+ * have signed, see jwks.c). No lock shared between
  * workers, no SQLite read, no ECDSA verify, no JSON work on a hit.
  */
 #include <errno.h>

@@ -4,8 +4,9 @@
  * Node-local table auth_keys (migration 3): name "local" (random, made on
  * first start) and "cluster" (set by an admin). Raw keys never leave this
  * table: only the cluster key's id goes into the replicated cluster_keys
- * table. Setting the cluster key also re-seals this node's gossip keys
- * under it, in the same transaction (a nested store_write).
+ * table. Setting the cluster key also re-seals this node's gossip keys and
+ * its token signing key under it, in the same transaction (nested
+ * store_writes).
  */
 #include <errno.h>
 #include <openssl/rand.h>
@@ -28,14 +29,17 @@ static const char upsert_sql[] =
     "ON CONFLICT(name) DO UPDATE SET key = excluded.key, key_id = excluded.key_id, "
     "set_at = excluded.set_at";
 
-/* 1 and raw filled when the row exists, 0 when not, negative on error. */
-static int read_key(struct store *s, const char *name, uint8_t raw[AHD_KEY_BYTES],
+/* 1 and raw filled when the row exists, 0 when not, negative on error.
+ * db: a write job's connection, or NULL for this thread's reader. */
+static int read_key(struct store *s, sqlite3 *db, const char *name, uint8_t raw[AHD_KEY_BYTES],
                     struct ut_err *err)
 {
-    sqlite3 *db = store_reader(s, err);
-    sqlite3_stmt *st = db ? store_stmt(s, db, select_sql, err) : NULL;
+    sqlite3_stmt *st;
     int rc;
 
+    if (db == NULL)
+        db = store_reader(s, err);
+    st = db ? store_stmt(s, db, select_sql, err) : NULL;
     if (st == NULL)
         return -EIO;
     sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
@@ -89,15 +93,18 @@ static int put_job(sqlite3 *db, void *arg, struct ut_err *err)
     snprintf(doc, sizeof(doc), "{\"key_id\":\"%s\",\"set_at\":%lld}", j->key_id, (long long)now);
     if ((rc = crdt_put(j->a->replica, db, "cluster_keys", j->key_id, doc, strlen(doc), 0, err)) < 0)
         return rc;
-    /* Nested: runs in this transaction, so key and node keys move together. */
-    return gsp_nodekey_rewrap(j->a->store, j->old_wrap, j->new_wrap, err);
+    /* Nested: run in this transaction, so the key, the node keys and the
+     * token signing key move together (or not at all). */
+    if ((rc = gsp_nodekey_rewrap(j->a->store, j->old_wrap, j->new_wrap, err)) < 0)
+        return rc;
+    return ahdapa_signing_key_rewrap(j->a, j->old_wrap, j->new_wrap, err);
 }
 
 int ahdapa_auth_wrapkey(struct store *s, struct gsp_wrapkey *out)
 {
     uint8_t raw[AHD_KEY_BYTES];
     struct ut_err err = {{0}};
-    int rc = read_key(s, "cluster", raw, &err);
+    int rc = read_key(s, NULL, "cluster", raw, &err);
 
     memset(out, 0, sizeof(*out));
     if (rc < 0)
@@ -108,13 +115,31 @@ int ahdapa_auth_wrapkey(struct store *s, struct gsp_wrapkey *out)
     return rc;
 }
 
+int ahdapa_wrapkey_current(struct ahdapa *a, sqlite3 *db, struct gsp_wrapkey *w, struct ut_err *err)
+{
+    uint8_t raw[AHD_KEY_BYTES];
+    int rc = read_key(a->store, db, "cluster", raw, err);
+
+    memset(w, 0, sizeof(*w));
+    if (rc == 1)
+        gsp_wrapkey_init(w, raw);
+    ut_memzero(raw, sizeof(raw));
+    if (rc != 0)
+        return rc;
+    if (a->cfg->gossip.wrapping_key_file == NULL)
+        return 0;
+    if ((rc = gsp_wrapkey_read_file(a->cfg->gossip.wrapping_key_file, w, err)) < 0)
+        return rc;
+    return 1;
+}
+
 int ahd_keys_load(struct ahdapa *a, struct ahd_key *local, struct ahd_key *cluster,
                   struct ut_err *err)
 {
     uint8_t raw[AHD_KEY_BYTES];
     int rc;
 
-    if ((rc = read_key(a->store, "local", raw, err)) == 0) {
+    if ((rc = read_key(a->store, NULL, "local", raw, err)) == 0) {
         struct ahd_key k;
         struct put_job j = {.a = a, .name = "local", .raw = raw};
 
@@ -131,7 +156,7 @@ int ahd_keys_load(struct ahdapa *a, struct ahd_key *local, struct ahd_key *clust
     if (rc < 0)
         goto out;
     ahd_key_init(local, raw);
-    if ((rc = read_key(a->store, "cluster", raw, err)) < 0)
+    if ((rc = read_key(a->store, NULL, "cluster", raw, err)) < 0)
         goto out;
     if (rc == 1)
         ahd_key_init(cluster, raw);

@@ -114,15 +114,10 @@ static int start(struct ahdapa *a, struct ut_err *err)
     else if ((rc = gsp_node_id_default(a->issuer, a->cfg->server.listen, node_id,
                                        sizeof(a->node_id), err)) < 0)
         return rc;
-    /* Node keys are sealed at rest under the cluster key once one was set
-     * (PUT /api/admin/keys/cluster), else under [gossip] wrapping_key_file
-     * when set (see docs/operations.md). */
-    if ((rc = ahdapa_auth_wrapkey(a->store, &wrap)) < 0) {
-        ut_err_set(err, "cannot read the stored cluster key");
-        return rc;
-    }
-    if (rc == 0 && a->cfg->gossip.wrapping_key_file &&
-        (rc = gsp_wrapkey_read_file(a->cfg->gossip.wrapping_key_file, &wrap, err)) < 0)
+    /* Node keys (and the token signing key, jwks.c) are sealed at rest
+     * under the cluster key once one was set (PUT /api/admin/keys/cluster),
+     * else under [gossip] wrapping_key_file when set (docs/operations.md). */
+    if ((rc = ahdapa_wrapkey_current(a, NULL, &wrap, err)) < 0)
         return rc;
     rc =
         gsp_nodekey_load(a->store, node_id, wrap.id[0] ? &wrap : NULL, &a->identity, &created, err);

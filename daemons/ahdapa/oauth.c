@@ -34,7 +34,7 @@ void ahdapa_oauth_free(struct ahdapa *a)
 {
     if (a->oauth == NULL)
         return;
-    ahdapa_pkey_free(a->oauth->key);
+    ahdapa_signing_key_free(a); /* workers have stopped */
     free(a->oauth);
     a->oauth = NULL;
     ahdapa_jwt_thread_cleanup();

@@ -15,5 +15,14 @@ const struct store_migration ahdapa_migrations[] = {
      * replicated: only its public JWK goes into signing_keys. */
     {4, "CREATE TABLE oauth_signing_key (id INTEGER PRIMARY KEY CHECK (id = 1),"
         " kid TEXT NOT NULL, private_pem TEXT NOT NULL, created INTEGER NOT NULL);"},
+    /* 5: this node's active token signing key, sealed at rest like
+     * node_keys (jwks.c): secret is the SEC1 DER of the P-256 private key
+     * in clear (wrap_key_id NULL) or gsp_wrap_seal'ed (iv || ct || tag)
+     * under the wrapping key of that id. The row of migration 4 is moved
+     * here (and deleted) by the first start that runs this version, so
+     * oauth_signing_key stays empty from then on. */
+    {5, "CREATE TABLE oauth_active_key (id INTEGER PRIMARY KEY CHECK (id = 1),"
+        " kid TEXT NOT NULL, secret BLOB NOT NULL, wrap_key_id TEXT,"
+        " created INTEGER NOT NULL);"},
 };
 const int ahdapa_n_migrations = sizeof(ahdapa_migrations) / sizeof(ahdapa_migrations[0]);

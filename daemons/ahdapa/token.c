@@ -1,7 +1,8 @@
 /*
  * token.c - POST /token (RFC 6749): client_credentials with
  * client_secret_basic or client_secret_post; RFC 9068 JWT access tokens
- * signed ES256 with this node's key. Also the client authentication used
+ * signed ES256 with this node's active key (ahdapa_signer: one atomic load
+ * per token, so a rotation never blocks a worker). Also the client authentication used
  * by /introspect and /revoke.
  *
  * Hot path: no database write, no lock shared between workers. Clients are
@@ -541,10 +542,9 @@ static long put(char *buf, size_t cap, long o, const char *fmt, ...)
 /* The RFC 9068 token and the reply built from fixed templates (no claims
  * to release). 1 when it replied 200, 0 when something does not fit the
  * template (the caller takes the jansson path), -1 after replying 500. */
-static int token_fast(struct http_req *r, struct ahdapa *a, const struct centry *c,
-                      const char *scope, const char *jti, json_int_t now)
+static int token_fast(struct http_req *r, struct ahdapa *a, const struct ahdapa_signer *sg,
+                      const struct centry *c, const char *scope, const char *jti, json_int_t now)
 {
-    struct ahdapa_oauth *o = a->oauth;
     char js[FAST_JSON_MAX], tok[FAST_TOK_MAX], body[FAST_BODY_MAX];
     long n, t, b;
 
@@ -552,7 +552,7 @@ static int token_fast(struct http_req *r, struct ahdapa *a, const struct centry 
         return 0;
     /* header */
     n = put(js, sizeof(js), 0, "{\"alg\":\"ES256\",\"typ\":\"at+jwt\",\"kid\":\"");
-    n = n < 0 ? -1 : json_esc(js, sizeof(js), (size_t)n, o->kid);
+    n = n < 0 ? -1 : json_esc(js, sizeof(js), (size_t)n, sg->kid);
     n = put(js, sizeof(js), n, "\"}");
     if (n < 0 || ut_b64_enclen((size_t)n, 1) + 1 > sizeof(tok))
         return 0;
@@ -576,7 +576,7 @@ static int token_fast(struct http_req *r, struct ahdapa *a, const struct centry 
         return 0;
     ut_b64_encode(js, (size_t)n, tok + t, 1);
     t += (long)strlen(tok + t);
-    if (ahdapa_jwt_sign_input(o->key, tok, (size_t)t, tok + t + 1) < 0) {
+    if (ahdapa_jwt_sign_input(sg->key, tok, (size_t)t, tok + t + 1) < 0) {
         http_reply_error(r, 500, "server_error", "cannot sign the access token");
         return -1;
     }
@@ -599,7 +599,7 @@ static int token_fast(struct http_req *r, struct ahdapa *a, const struct centry 
 static void token(struct http_req *r, void *arg)
 {
     struct ahdapa *a = arg;
-    struct ahdapa_oauth *o = a->oauth;
+    const struct ahdapa_signer *sg; /* loaded once: kid and key always match */
     struct http_form *f = ahdapa_form(r);
     struct ut_err e = {{0}};
     struct centry tmp, *c = NULL;
@@ -636,16 +636,17 @@ static void token(struct http_req *r, void *arg)
         goto out;
     }
     ut_b64_encode(rnd, sizeof(rnd), jti, 1);
-    if (!c->has_claims && token_fast(r, a, c, scope, jti, now) != 0)
+    sg = ahdapa_signer(a);
+    if (!c->has_claims && token_fast(r, a, sg, c, scope, jti, now) != 0)
         goto out;
     cid = c->cid;
-    hdr = json_pack("{s:s,s:s,s:s}", "alg", "ES256", "typ", "at+jwt", "kid", o->kid);
+    hdr = json_pack("{s:s,s:s,s:s}", "alg", "ES256", "typ", "at+jwt", "kid", sg->kid);
     cl = json_pack("{s:s,s:s,s:s,s:I,s:I,s:s,s:s,s:s}", "iss", a->issuer, "sub", cid, "aud",
                    a->issuer, "exp", now + ttl, "iat", now, "jti", jti, "client_id", cid, "scope",
                    scope);
     if (cl)
         release_claims(a, c->doc, scope, cl);
-    jwt = hdr && cl ? ahdapa_jwt_sign_es256(o->key, hdr, cl, &e) : NULL;
+    jwt = hdr && cl ? ahdapa_jwt_sign_es256(sg->key, hdr, cl, &e) : NULL;
     if (jwt == NULL) {
         http_reply_error(r, 500, "server_error", "cannot sign the access token");
         goto out;

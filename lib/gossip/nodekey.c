@@ -18,8 +18,10 @@
 #define GCM_IV       12
 #define GCM_TAG      16
 #define SEALED_BYTES (GCM_IV + SECRET_BYTES + GCM_TAG)
-#define KEM_ALG      "X-Wing"
-#define SIG_ALG      "ES256"
+
+_Static_assert(GCM_IV + GCM_TAG == GSP_WRAP_OVERHEAD, "seal layout");
+#define KEM_ALG "X-Wing"
+#define SIG_ALG "ES256"
 
 const char gsp_nodekey_schema_sql[] =
     "CREATE TABLE node_keys ("
@@ -92,12 +94,11 @@ out:
     return rc;
 }
 
-/* AES-256 key for wrapping: HKDF-SHA256(ikm = wrapping key). */
-static int derive(const struct gsp_wrapkey *w, uint8_t out[32])
+/* AES-256 key for wrapping: HKDF-SHA256(ikm = wrapping key, info). */
+static int derive(const struct gsp_wrapkey *w, const char *info, uint8_t out[32])
 {
     EVP_KDF *kdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
     EVP_KDF_CTX *kc = kdf ? EVP_KDF_CTX_new(kdf) : NULL;
-    static const char info[] = "node_keys v1 wrap";
     OSSL_PARAM p[4];
     int rc = -EIO;
 
@@ -105,7 +106,7 @@ static int derive(const struct gsp_wrapkey *w, uint8_t out[32])
         goto out;
     p[0] = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)"SHA256", 0);
     p[1] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *)w->key, GSP_WRAPKEY_BYTES);
-    p[2] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, (void *)info, sizeof(info) - 1);
+    p[2] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, (void *)info, strlen(info));
     p[3] = OSSL_PARAM_construct_end();
     if (EVP_KDF_derive(kc, out, 32, p) == 1)
         rc = 0;
@@ -115,46 +116,78 @@ out:
     return rc;
 }
 
-/* AEAD over the secret; aad binds the node id so a row cannot be moved. */
-static int gcm(int enc, const struct gsp_wrapkey *w, const char *node_id, const uint8_t *in,
-               size_t inlen, uint8_t *out)
+int gsp_wrap_seal(const struct gsp_wrapkey *w, const char *info, const void *aad, size_t aad_len,
+                  const uint8_t *in, size_t in_len, uint8_t *out)
 {
-    EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+    EVP_CIPHER_CTX *c = NULL;
     uint8_t key[32];
-    char aad[300];
-    int n = 0, alen, rc = -EIO;
+    int n = 0, rc = -EINVAL;
 
-    alen = snprintf(aad, sizeof(aad), "node_keys v1|%s", node_id);
-    if (c == NULL || alen < 0 || (size_t)alen >= sizeof(aad) || derive(w, key) < 0)
+    if (in_len > GSP_WRAP_MAX || aad_len > GSP_WRAP_MAX)
+        return rc;
+    rc = -EIO;
+    if ((c = EVP_CIPHER_CTX_new()) == NULL || derive(w, info, key) < 0)
         goto out;
-    if (enc) {
-        /* out = iv || ct || tag */
-        if (RAND_bytes(out, GCM_IV) != 1 ||
-            !EVP_EncryptInit_ex(c, EVP_aes_256_gcm(), NULL, key, out) ||
-            !EVP_EncryptUpdate(c, NULL, &n, (const uint8_t *)aad, alen) ||
-            !EVP_EncryptUpdate(c, out + GCM_IV, &n, in, (int)inlen) ||
-            !EVP_EncryptFinal_ex(c, out + GCM_IV + n, &n) ||
-            !EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, GCM_TAG, out + GCM_IV + inlen))
-            goto out;
-    } else {
-        size_t ctlen = inlen - GCM_IV - GCM_TAG;
-        if (!EVP_DecryptInit_ex(c, EVP_aes_256_gcm(), NULL, key, in) ||
-            !EVP_DecryptUpdate(c, NULL, &n, (const uint8_t *)aad, alen) ||
-            !EVP_DecryptUpdate(c, out, &n, in + GCM_IV, (int)ctlen) ||
-            !EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, GCM_TAG, (void *)(in + GCM_IV + ctlen))) {
-            goto out;
-        }
-        if (EVP_DecryptFinal_ex(c, out + n, &n) != 1) {
-            ut_memzero(out, ctlen);
-            rc = -EBADMSG;
-            goto out;
-        }
+    /* out = iv || ct || tag */
+    if (RAND_bytes(out, GCM_IV) != 1 || !EVP_EncryptInit_ex(c, EVP_aes_256_gcm(), NULL, key, out) ||
+        !EVP_EncryptUpdate(c, NULL, &n, aad, (int)aad_len) ||
+        !EVP_EncryptUpdate(c, out + GCM_IV, &n, in, (int)in_len) ||
+        !EVP_EncryptFinal_ex(c, out + GCM_IV + n, &n) ||
+        !EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, GCM_TAG, out + GCM_IV + in_len))
+        goto out;
+    rc = 0;
+out:
+    ut_memzero(key, sizeof(key));
+    EVP_CIPHER_CTX_free(c);
+    return rc;
+}
+
+int gsp_wrap_open(const struct gsp_wrapkey *w, const char *info, const void *aad, size_t aad_len,
+                  const uint8_t *in, size_t in_len, uint8_t *out)
+{
+    EVP_CIPHER_CTX *c = NULL;
+    uint8_t key[32];
+    size_t ctlen;
+    int n = 0, rc = -EINVAL;
+
+    if (in_len < GSP_WRAP_OVERHEAD || in_len - GSP_WRAP_OVERHEAD > GSP_WRAP_MAX ||
+        aad_len > GSP_WRAP_MAX)
+        return rc;
+    ctlen = in_len - GSP_WRAP_OVERHEAD;
+    rc = -EIO;
+    if ((c = EVP_CIPHER_CTX_new()) == NULL || derive(w, info, key) < 0)
+        goto out;
+    if (!EVP_DecryptInit_ex(c, EVP_aes_256_gcm(), NULL, key, in) ||
+        !EVP_DecryptUpdate(c, NULL, &n, aad, (int)aad_len) ||
+        !EVP_DecryptUpdate(c, out, &n, in + GCM_IV, (int)ctlen) ||
+        !EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, GCM_TAG, (void *)(in + GCM_IV + ctlen)))
+        goto out;
+    if (EVP_DecryptFinal_ex(c, out + n, &n) != 1) {
+        ut_memzero(out, ctlen);
+        rc = -EBADMSG;
+        goto out;
     }
     rc = 0;
 out:
     ut_memzero(key, sizeof(key));
     EVP_CIPHER_CTX_free(c);
     return rc;
+}
+
+/* AEAD over the node secret; aad binds the node id so a row cannot be
+ * moved (format unchanged since node_keys v1). */
+static int gcm(int enc, const struct gsp_wrapkey *w, const char *node_id, const uint8_t *in,
+               size_t inlen, uint8_t *out)
+{
+    static const char info[] = "node_keys v1 wrap";
+    char aad[300];
+    int alen = snprintf(aad, sizeof(aad), "node_keys v1|%s", node_id);
+
+    if (alen < 0 || (size_t)alen >= sizeof(aad))
+        return -EIO;
+    if (enc)
+        return gsp_wrap_seal(w, info, aad, (size_t)alen, in, inlen, out);
+    return gsp_wrap_open(w, info, aad, (size_t)alen, in, inlen, out);
 }
 
 struct job {

@@ -43,6 +43,25 @@ void gsp_wrapkey_clear(struct gsp_wrapkey *w);
  * A file readable by group or others is accepted with a warning. */
 int gsp_wrapkey_read_file(const char *path, struct gsp_wrapkey *w, struct ut_err *err);
 
+/* Sealing a secret at rest under a wrapping key: node_keys below, and the
+ * daemons' own secrets (ahdapa's token signing key). out = iv (12) ||
+ * AES-256-GCM ciphertext || tag (16), GSP_WRAP_OVERHEAD bytes longer than
+ * in; the AES key is HKDF-SHA256(ikm = w->key, no salt, info), one info
+ * string per kind of secret; aad (a label and the owning row's identity)
+ * is authenticated, so a sealed value moved to another row or purpose does
+ * not open. in_len at most GSP_WRAP_MAX. 0, -EINVAL (size), -EIO (crypto
+ * or no randomness). */
+#define GSP_WRAP_OVERHEAD 28
+#define GSP_WRAP_MAX      65536
+int gsp_wrap_seal(const struct gsp_wrapkey *w, const char *info, const void *aad, size_t aad_len,
+                  const uint8_t *in, size_t in_len, uint8_t *out);
+/* Opens what gsp_wrap_seal made with the same w, info and aad: out gets
+ * in_len - GSP_WRAP_OVERHEAD bytes. -EBADMSG when it does not authenticate
+ * (another key, info or aad, or altered bytes; out is zeroized), -EINVAL
+ * (size), -EIO. */
+int gsp_wrap_open(const struct gsp_wrapkey *w, const char *info, const void *aad, size_t aad_len,
+                  const uint8_t *in, size_t in_len, uint8_t *out);
+
 /* Loads this node's identity, creating and storing it on first start.
  * wrap: the current wrapping key or NULL; a row still in clear is sealed
  * under wrap in the same transaction. *created (optional) is set to 1
