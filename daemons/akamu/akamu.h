@@ -12,8 +12,18 @@
 #include "gossip/engine.h"
 #include "store/store.h"
 
+struct akm_ca;     /* ca.h */
+struct akm_nonces; /* nonce.h */
+struct akm_va;     /* acme.h: the validation pool */
+
 struct akamu {
     struct akamu_cfg *cfg; /* owned */
+    char node_id[CRY_ENV_ID_MAX + 1];
+    char base[512]; /* base_url without a trailing '/' */
+    char tag[9];    /* this node's id/nonce tag (nonce.h) */
+    struct akm_ca *ca;
+    struct akm_nonces *nonces;
+    struct akm_va *va;
     struct store *store;
     struct http_server *acme;      /* public ACME listener */
     struct http_server *admin;     /* admin API + gossip listener */

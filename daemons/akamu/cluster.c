@@ -14,7 +14,8 @@
 static const struct crdt_table_def tables[] = {
     {"accounts", CRDT_LWW},          {"orders", CRDT_LWW},        {"certificates", CRDT_LWW},
     {"authorizations", CRDT_LWW},    {"challenges", CRDT_LWW},    {"eab_usage", CRDT_LWW},
-    {"revocations", CRDT_GROW_ONLY}, {"cluster_nodes", CRDT_LWW},
+    {"revocations", CRDT_GROW_ONLY}, {"cluster_nodes", CRDT_LWW}, {"account_keys", CRDT_LWW},
+    {"eab_keys", CRDT_LWW}, /* admin-made EAB HMAC keys: secrets, sealed in gossip transit */
 };
 static const char *const counted[] = {"accounts", "orders", "certificates", "authorizations"};
 

@@ -11,8 +11,12 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "acme.h"
 #include "akamu.h"
+#include "ca.h"
 #include "gossip/nodeid.h"
+#include "nonce.h"
+#include "validate.h"
 #include "gossip/nodekey.h"
 #include "util/log.h"
 #include "util/sig.h"
@@ -58,6 +62,101 @@ static int load(const char *path, unsigned flags, struct akamu_cfg **out)
     return rc;
 }
 
+/* The ACME resources, on the public listener (a->acme must be set). */
+static int acme_routes(struct akamu *a, struct ut_err *err)
+{
+    int rc;
+
+    if ((rc = akm_acme_routes(a, err)) < 0 || (rc = akm_account_routes(a, err)) < 0 ||
+        (rc = akm_order_routes(a, err)) < 0 || (rc = akm_authz_routes(a, err)) < 0 ||
+        (rc = akm_cert_routes(a, err)) < 0)
+        return rc;
+    return 0;
+}
+
+/* The CA key and certificate: loaded, or generated on the first start. */
+static int ca_open(struct akamu *a, struct ut_err *err)
+{
+    const struct akamu_cfg *c = a->cfg;
+    struct akm_ca_opts o = {
+        .key_file = c->ca.key_file,
+        .cert_file = c->ca.cert_file,
+        .key_type = c->ca.key_type,
+        .ca_validity_years = (int)c->ca.ca_validity_years,
+    };
+    int rc;
+
+    if ((rc = akm_ca_open(&o, &a->ca, err)) < 0) {
+        ut_err_prefix(err, "[ca]");
+        return rc;
+    }
+    ut_log(UT_LOG_INFO, MOD, "certificate authority", UT_LF_S("cert_file", c->ca.cert_file),
+           UT_LF_S("state", akm_ca_generated(a->ca) ? "generated" : "loaded"),
+           UT_LF_S("sha256", akm_ca_fingerprint_hex(a->ca)));
+    return 0;
+}
+
+/* The validation pool; challenges a previous run left "processing" are
+ * queued again once the ACME listener is up (see start). */
+static int va_start(struct akamu *a, struct ut_err *err)
+{
+    const struct akamu_cfg *c = a->cfg;
+    struct akm_va_opts o = {
+        .resolver = c->server.dns_resolver_addr,
+        .http_port = (int)c->server.http_validation_port,
+        .tls_alpn_port = (int)c->server.tls_alpn_validation_port,
+        .done = akm_va_done,
+        .k = a,
+    };
+
+    const char **ids;
+    int rc;
+
+    if ((rc = akm_va_new(&a->va, &o, err)) < 0)
+        return rc;
+    if (c->server.caa_identities.n == 0)
+        return 0;
+    /* akm_va_set_caa copies a NULL-terminated list. */
+    ids = calloc(c->server.caa_identities.n + 1, sizeof(*ids));
+    if (ids == NULL) {
+        ut_err_set(err, "out of memory");
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < c->server.caa_identities.n; i++)
+        ids[i] = c->server.caa_identities.v[i];
+    rc = akm_va_set_caa(a->va, ids, err);
+    free(ids);
+    return rc;
+}
+
+/* base_url without its trailing '/', else derived from listen_addr. */
+static int set_base(struct akamu *a, struct ut_err *err)
+{
+    const char *b = a->cfg->base_url;
+    char host[256];
+    int port, n;
+
+    if (b) {
+        n = snprintf(a->base, sizeof(a->base), "%s", b);
+    } else {
+        if (cfg_split_hostport(a->cfg->listen_addr, host, sizeof(host), &port) < 0) {
+            ut_err_set(err, "listen_addr \"%s\": not host:port", a->cfg->listen_addr);
+            return -EINVAL;
+        }
+        n = snprintf(a->base, sizeof(a->base), "%s://%s%s%s:%d",
+                     a->cfg->tls.enabled ? "https" : "http", strchr(host, ':') ? "[" : "",
+                     host[0] && strcmp(host, "0.0.0.0") != 0 ? host : "localhost",
+                     strchr(host, ':') ? "]" : "", port);
+    }
+    if (n < 0 || (size_t)n >= sizeof(a->base)) {
+        ut_err_set(err, "base_url: longer than %zu bytes", sizeof(a->base) - 1);
+        return -ENAMETOOLONG;
+    }
+    while (n > 0 && a->base[n - 1] == '/')
+        a->base[--n] = '\0';
+    return 0;
+}
+
 static int start_listener(struct akamu *a, struct http_server **out, const char *listen, int tls,
                           int admin, const char *what, struct ut_err *err)
 {
@@ -74,7 +173,10 @@ static int start_listener(struct akamu *a, struct http_server **out, const char 
     if ((rc = akamu_health_routes(a, *out, err)) < 0)
         goto out;
     if (admin && ((rc = akamu_gossip_routes(a, *out, err)) < 0 ||
-                  (rc = akamu_cluster_routes(a, *out, err)) < 0))
+                  (rc = akamu_cluster_routes(a, *out, err)) < 0 ||
+                  (rc = akm_admin_routes(a, *out, err)) < 0))
+        goto out;
+    if (!admin && (rc = acme_routes(a, err)) < 0)
         goto out;
     if ((rc = http_server_start(*out, err)) < 0)
         goto out;
@@ -95,15 +197,15 @@ static int start(struct akamu *a, struct ut_err *err)
     };
     int rc;
 
-    char node_id[CRY_ENV_ID_MAX + 1];
+    char *node_id = a->node_id;
     struct gsp_wrapkey wrap;
     int created = 0;
 
     if ((rc = store_open(&a->store, &so, err)) < 0)
         return rc;
     if (a->cfg->gossip.node_id)
-        snprintf(node_id, sizeof(node_id), "%s", a->cfg->gossip.node_id);
-    else if ((rc = gsp_node_id_default(NULL, a->cfg->admin_listen_addr, node_id, sizeof(node_id),
+        snprintf(node_id, sizeof(a->node_id), "%s", a->cfg->gossip.node_id);
+    else if ((rc = gsp_node_id_default(NULL, a->cfg->admin_listen_addr, node_id, sizeof(a->node_id),
                                        err)) < 0)
         return rc;
     if (a->cfg->gossip.wrapping_key_file &&
@@ -118,6 +220,11 @@ static int start(struct akamu *a, struct ut_err *err)
            UT_LF_S("identity", created ? "generated" : "loaded"));
     if ((rc = akamu_cluster_open(a, node_id, err)) < 0)
         return rc;
+    if ((rc = set_base(a, err)) < 0 || (rc = akm_nonces_new(&a->nonces, node_id, err)) < 0)
+        return rc;
+    snprintf(a->tag, sizeof(a->tag), "%s", akm_nonces_tag(a->nonces));
+    if ((rc = ca_open(a, err)) < 0 || (rc = va_start(a, err)) < 0)
+        return rc;
     rc = start_listener(a, &a->acme, a->cfg->listen_addr, a->cfg->tls.enabled, 0, "acme", err);
     if (rc < 0)
         return rc;
@@ -126,8 +233,9 @@ static int start(struct akamu *a, struct ut_err *err)
         if (rc < 0)
             return rc;
     }
-    ut_log(UT_LOG_INFO, MOD, "ready",
-           UT_LF_S("base_url", a->cfg->base_url ? a->cfg->base_url : ""));
+    if ((rc = akm_authz_resume(a, err)) < 0)
+        return rc;
+    ut_log(UT_LOG_INFO, MOD, "ready", UT_LF_S("base_url", a->base));
     return 0;
 }
 
@@ -205,6 +313,7 @@ int main(int argc, char **argv)
     ut_logf(UT_LOG_INFO, MOD, "shutting down");
     rc = 0;
 out:
+    akm_va_free(a.va); /* before the listeners: its callbacks write objects */
     if (a.acme) {
         http_server_stop(a.acme);
         http_server_free(a.acme);
@@ -214,6 +323,8 @@ out:
         http_server_free(a.admin);
     }
     akamu_cluster_close(&a);
+    akm_nonces_free(a.nonces);
+    akm_ca_free(a.ca);
     cry_identity_free(a.identity);
     if (a.store)
         store_close(a.store);

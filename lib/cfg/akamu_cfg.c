@@ -17,6 +17,7 @@ static const struct cfg_section sections[] = {
     {"ca", CFG_NO_PRESENT, "the issuing CA (keys stay on this node)"},
     {"server", CFG_NO_PRESENT, "ACME behaviour"},
     {"tls", CFG_NO_PRESENT, "HTTPS on the public ACME listener"},
+    {"admin", CFG_NO_PRESENT, "the admin API on admin_listen_addr"},
     {"gossip", OFF(gossip.present), "replication; absent = single-node mode"},
     {"log", CFG_NO_PRESENT, "logging"},
 };
@@ -54,12 +55,16 @@ static const struct cfg_key keys[] = {
      443, 1, 65535, NULL, "port tls-alpn-01 validation connects to"},
     {"server", "dns_resolver_addr", CFG_K_STR, OFF(server.dns_resolver_addr), NULL, 0, 1, 300, NULL,
      "\"ip\" or \"ip:port\" of the resolver used for all validation lookups"},
+    {"server", "caa_identities", CFG_K_STRV, OFF(server.caa_identities), NULL, 0, 0, 0, NULL,
+     "issuer domain names CAA \"issue\" records may name for this CA; empty: no CAA check"},
     {"tls", "enabled", CFG_K_BOOL, OFF(tls.enabled), NULL, 0, 0, 0, NULL,
      "serve the ACME listener over HTTPS"},
     {"tls", "cert_file", CFG_K_PATH, OFF(tls.cert_file), NULL, 0, 0, 0, NULL,
      "PEM certificate chain for the ACME listener"},
     {"tls", "key_file", CFG_K_PATH, OFF(tls.key_file), NULL, 0, 0, 0, NULL,
      "PEM private key of cert_file"},
+    {"admin", "token_file", CFG_K_PATH, OFF(admin.token_file), NULL, 0, 0, 0, NULL,
+     "file holding the admin API bearer token (>= 32 characters); unset: admin API off"},
     {"gossip", "node_id", CFG_K_TOKEN, OFF(gossip.node_id), NULL, 0, 1, 255, NULL,
      "this node's gossip id; default: host:port of admin_listen_addr"},
     {"gossip", "wrapping_key_file", CFG_K_PATH, OFF(gossip.wrapping_key_file), NULL, 0, 0, 0, NULL,
@@ -110,10 +115,10 @@ static void cross_checks(struct akamu_cfg *c, const char *path, struct cfg_repor
         const char *v = c->server.eab_keys.vals[i];
         unsigned char raw[512];
         size_t n = strlen(v), rawlen = 0;
-        if (n == 0 || n > 600 || ut_b64_decode(v, n, raw, &rawlen, 1) < 0 || rawlen < 16)
+        if (n == 0 || n > 600 || ut_b64_decode(v, n, raw, &rawlen, 1) < 0 || rawlen < 32)
             cfg_report_error(rep, path, 0,
                              "key 'server.eab_keys.%s': expected a base64url HMAC key of at "
-                             "least 16 bytes",
+                             "least 32 bytes",
                              c->server.eab_keys.keys[i]);
     }
     if (c->server.external_account_required && c->server.eab_keys.n == 0)

@@ -104,12 +104,16 @@ struct akamu_cfg {
         struct cfg_strmap eab_keys; /* kid -> base64url HMAC key */
         int64_t http_validation_port;
         int64_t tls_alpn_validation_port;
-        char *dns_resolver_addr; /* NULL: system resolver */
+        char *dns_resolver_addr;        /* NULL: system resolver */
+        struct cfg_strv caa_identities; /* RFC 8659 issuer domains; empty: no CAA check */
     } server;
     struct {
         bool enabled;
         char *cert_file, *key_file;
     } tls;
+    struct {
+        char *token_file; /* NULL: the ACME admin API answers 403 */
+    } admin;
     struct {
         bool present;
         char *node_id;           /* NULL: derived from admin_listen_addr */

@@ -16,6 +16,10 @@ admin_listen_addr = "127.0.0.1:{admin}"
 [database]
 url = "sqlite://{db}"
 
+[ca]
+key_file = "{name}-ca.key"
+cert_file = "{name}-ca.pem"
+
 [gossip]
 peers = [{peers}]
 interval_secs = 1
@@ -24,7 +28,7 @@ allowed_node_ids = [{allowed}]
 
 
 def write(tmp, name, port, admin, peers, allowed, gossip=True):
-    text = CONF.format(port=port, admin=admin, db=tmp / f"{name}.db",
+    text = CONF.format(port=port, admin=admin, db=tmp / f"{name}.db", name=name,
                        peers=", ".join(f'"{p}"' for p in peers),
                        allowed=", ".join(f'"{a}"' for a in allowed))
     if not gossip:

@@ -1,0 +1,227 @@
+/*
+ * acme.h - the RFC 8555 layer shared by akamu's resource files:
+ *   acme.c       problem documents, replies, URLs, ids, directory, nonces
+ *   objects.c    ACME objects in the replicated tables (JSON documents)
+ *   auth.c       the JWS request pipeline (nonce, url, kid/jwk, signature)
+ *   account.c    newAccount, account update/deactivation, keyChange, EAB
+ *   order.c      newOrder, order, finalize, the order state machine
+ *   authz.c      authorizations, challenges, validation results
+ *   cert.c       certificate download, revokeCert, CRL
+ *   validate.c   the validation pool (http-01, dns-01, tls-alpn-01)
+ *   admin.c      the admin API on the admin listener
+ *
+ * URLs (all under base_url; a path in base_url is taken to be stripped by
+ * a reverse proxy in front, the routes themselves start at /acme):
+ *   GET  /acme/directory            GET|HEAD /acme/new-nonce
+ *   POST /acme/new-account          POST /acme/new-order
+ *   POST /acme/revoke-cert          POST /acme/key-change
+ *   POST /acme/acct/{id}            POST /acme/acct/{id}/orders
+ *   POST /acme/order/{id}           POST /acme/order/{id}/finalize
+ *   POST /acme/authz/{id}           POST /acme/chall/{id}
+ *   POST /acme/cert/{id}            GET  /acme/crl   (DER, RFC 5280)
+ *   GET  /acme/terms                (the terms of service, text/plain)
+ *
+ * Ids: AKM_ID_LEN characters of base64url, the first 8 the creating node's
+ * tag (the same tag nonces carry), then 16 random. So any node can tell
+ * which node created an object (cluster forwarding, issue #8).
+ * Certificates are keyed by their serial in lowercase hex (32 digits).
+ */
+#ifndef AKAMU_ACME_H
+#define AKAMU_ACME_H
+
+#include <stdarg.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "akamu.h"
+
+#define AKM_PROBLEM_NS "urn:ietf:params:acme:error:"
+#define AKM_ID_LEN     24
+#define AKM_TAG_LEN    8
+#define AKM_URL_MAX    1024
+#define AKM_BODY_MAX   (64 * 1024) /* JWS request bodies */
+
+/* ---- replies (acme.c) ---- */
+
+/* RFC 7807 problem document {"type": AKM_PROBLEM_NS type, "detail",
+ * "status"} with Content-Type application/problem+json, a fresh
+ * Replay-Nonce and Link: <directory>;rel="index". type is the short name
+ * ("malformed", "badNonce", "unauthorized", ...). */
+void akm_problem(struct akamu *k, struct http_req *r, int status, const char *type, const char *fmt,
+                 ...) __attribute__((format(printf, 5, 6)));
+/* Same with a prepared document (e.g. with "subproblems"); steals doc. */
+void akm_problem_doc(struct akamu *k, struct http_req *r, int status, json_t *doc);
+/* A problem object (no reply) for storing in an order/challenge "error". */
+json_t *akm_problem_new(const char *type, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* A JSON reply with Replay-Nonce, the index Link and, when location is
+ * non-NULL, Location. Steals doc. */
+void akm_reply(struct akamu *k, struct http_req *r, int status, json_t *doc, const char *location);
+/* Adds a fresh Replay-Nonce and the index Link (for non-JSON replies). */
+void akm_reply_headers(struct akamu *k, struct http_req *r);
+
+/* base_url + the formatted path into out[AKM_URL_MAX]. */
+void akm_url(const struct akamu *k, char *out, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* If url is base_url + prefix + id (id one non-empty segment of id
+ * characters), copies id into out[AKM_ID_LEN + 1 ... ]; else -EINVAL. */
+int akm_url_id(const struct akamu *k, const char *url, const char *prefix, char *out, size_t outsz);
+/* A fresh object id (this node's tag + 16 random base64url chars). */
+void akm_new_id(const struct akamu *k, char out[AKM_ID_LEN + 1]);
+/* RFC 3339 UTC text for unix seconds ("2026-11-22T03:04:05Z"). */
+void akm_time_text(int64_t t, char out[32]);
+int64_t akm_now(void);
+
+/* ---- objects in the replicated tables (objects.c) ----
+ * Values are JSON objects (the internal documents below). Reads use any
+ * reader connection; writes go through the store's writer (one at a time
+ * per node, so an update's read-check-write is atomic on this node). */
+json_t *akm_get(struct akamu *k, const char *tbl, const char *id);
+struct akm_put {
+    const char *tbl;
+    const char *id;
+    json_t *doc;     /* borrowed */
+    int64_t expires; /* unix ms; 0 = never (required > 0 for grow-only tables) */
+};
+/* Writes n documents in one transaction. */
+int akm_put_all(struct akamu *k, const struct akm_put *p, size_t n, struct ut_err *err);
+/* Read-modify-write in the writer's transaction: fn gets the current
+ * document (NULL when absent) and returns 1 to store *doc (which it may
+ * replace; ownership stays with the caller of fn's result), 0 to leave it,
+ * negative (with err) to fail. On success *out (optional) gets a new
+ * reference to the resulting document. */
+typedef int (*akm_update_fn)(json_t **doc, void *arg, struct ut_err *err);
+int akm_update(struct akamu *k, const char *tbl, const char *id, akm_update_fn fn, void *arg,
+               json_t **out, struct ut_err *err);
+/* Deletes (tombstones) tbl/id of an LWW table; absent rows are fine.
+ * Called from inside an akm_update fn it joins that transaction (nested
+ * store_write). */
+int akm_delete(struct akamu *k, const char *tbl, const char *id, struct ut_err *err);
+/* Calls fn for each live row of tbl whose JSON member `field` equals value
+ * (value NULL: every row), in key order after `after` (NULL: from the
+ * start), at most limit rows. fn returns non-zero to stop. */
+typedef int (*akm_each_fn)(const char *id, json_t *doc, void *arg);
+int akm_each(struct akamu *k, const char *tbl, const char *field, const char *value,
+             const char *after, int limit, akm_each_fn fn, void *arg, struct ut_err *err);
+
+/*
+ * Internal documents (all times unix seconds):
+ *  accounts        id -> {"id","status":"valid|deactivated|revoked","contact":[...],
+ *                         "jwk":{public JWK},"thumbprint","tos_agreed":bool,
+ *                         "eab_kid"?, "created_at"}
+ *  account_keys    thumbprint -> {"account": id}     (newAccount lookup by key)
+ *  orders          id -> {"id","account","status","expires","identifiers":[{type,value}],
+ *                         "authorizations":[authz ids],"not_before"?,"not_after"?,
+ *                         "error"?,"certificate"? (cert id),"created_at","finalized_by"? (node id),
+ *                         "finalized_at"? (processing since)}
+ *  authorizations  id -> {"id","account","order","identifier":{type,value},"wildcard":bool,
+ *                         "status","expires","challenges":[chall ids]}
+ *  challenges      id -> {"id","authz","account","type","token","status",
+ *                         "validated"?,"error"?}
+ *  certificates    serial hex -> {"id","account","order","der": base64url,
+ *                         "not_after","names":[...],"created_at"}
+ *  revocations     serial hex -> {"reason": int,"revoked_at","not_after"?}   (grow-only;
+ *                         not_after: the certificate's, so the CRL can drop expired ones)
+ *  eab_usage       eab key id -> {"account","used_at"}
+ */
+
+/* ---- the request pipeline (auth.c) ---- */
+struct akm_jws;
+struct evp_pkey_st;
+
+enum akm_auth_mode {
+    AKM_AUTH_JWK = 1, /* newAccount, revokeCert by certificate key */
+    AKM_AUTH_KID = 2, /* everything else */
+};
+struct akm_ctx {
+    struct akm_jws *jws; /* the parsed request */
+    json_t *payload;     /* parsed JSON payload; NULL for POST-as-GET */
+    json_t *account;     /* AKM_AUTH_KID: the account document */
+    char account_id[AKM_ID_LEN + 1];
+    const json_t *jwk;       /* AKM_AUTH_JWK: the request's JWK (borrowed) */
+    struct evp_pkey_st *key; /* the key that verified the request */
+    char thumbprint[64];     /* RFC 7638 of that key */
+};
+/* Authenticates a POST: Content-Type application/jose+json (415), body
+ * ≤ AKM_BODY_MAX, JWS syntax (malformed), nonce (badNonce), "url" equal to
+ * this request's URL (unauthorized), jwk/kid as modes allow (malformed),
+ * the account by kid (accountDoesNotExist; not valid -> unauthorized),
+ * alg (badSignatureAlgorithm with the supported list), key
+ * (badPublicKey), signature (malformed), payload JSON (malformed).
+ * Returns 0 with c filled, or replies the problem itself and returns -1. */
+int akm_auth(struct akamu *k, struct http_req *r, unsigned modes, struct akm_ctx *c);
+void akm_ctx_clear(struct akm_ctx *c);
+/* 1 when the request was POST-as-GET (empty payload); otherwise replies
+ * malformed and returns 0. */
+int akm_require_post_as_get(struct akamu *k, struct http_req *r, const struct akm_ctx *c);
+
+/* ---- resources: each registers its routes on the ACME listener ---- */
+int akm_acme_routes(struct akamu *k, struct ut_err *err);    /* acme.c: directory, nonce, terms */
+int akm_account_routes(struct akamu *k, struct ut_err *err); /* account.c */
+int akm_order_routes(struct akamu *k, struct ut_err *err);   /* order.c */
+int akm_authz_routes(struct akamu *k, struct ut_err *err);   /* authz.c */
+int akm_cert_routes(struct akamu *k, struct ut_err *err);    /* cert.c */
+int akm_admin_routes(struct akamu *k, struct http_server *admin, struct ut_err *err); /* admin.c */
+
+/* Renderers: the RFC 8555 wire objects of internal documents (new refs). */
+json_t *akm_account_render(const struct akamu *k, const json_t *acct);
+json_t *akm_order_render(struct akamu *k, const json_t *order);
+json_t *akm_authz_render(struct akamu *k, const json_t *authz);
+json_t *akm_chall_render(const struct akamu *k, const json_t *chall);
+
+/* order.c: recomputes an order's status from its authorizations (pending
+ * -> ready when all valid; pending or ready -> invalid, with the failed
+ * challenge's error, when one is invalid/deactivated/expired/missing);
+ * idempotent; called after validation results. -ENOENT: no such order. */
+int akm_order_refresh(struct akamu *k, const char *order_id, struct ut_err *err);
+/* order.c, for finalize.c: the requester's order `id`, brought up to date
+ * and stored (expiry; a pending/ready order recomputed as by
+ * akm_order_refresh; an issuance interrupted by a crash -> invalid). NULL
+ * after replying 404 malformed (absent, or another account's: the same
+ * answer, so ids cannot be probed). */
+json_t *akm_order_load(struct akamu *k, struct http_req *r, const struct akm_ctx *c,
+                       const char *id);
+/* finalize.c: POST /acme/order/{id}/finalize (routed by akm_order_routes). */
+void akm_order_finalize(struct http_req *r, void *arg);
+
+/* authz.c: the validation pool's done callback (challenge, authorization,
+ * then akm_order_refresh), and the start-up resubmission of this node's
+ * challenges left "processing" by a previous run. */
+struct akm_va_job;
+void akm_va_done(struct akamu *k, const struct akm_va_job *j, int ok, json_t *problem);
+int akm_authz_resume(struct akamu *k, struct ut_err *err);
+
+/* ---- validation (validate.c) ---- */
+struct akm_va; /* opaque pool */
+struct akm_va_job {
+    char chall_id[AKM_ID_LEN + 1];
+    char type[16];   /* "http-01" | "dns-01" | "tls-alpn-01" */
+    char id_type[8]; /* "dns" | "ip" */
+    char value[256]; /* the identifier (no "*." for wildcards) */
+    char token[64];
+    char key_auth[160]; /* token "." thumbprint */
+};
+/* Called on a pool thread when a job ends. ok: 1 valid, 0 invalid (then
+ * problem is an ACME problem object, stolen). */
+typedef void (*akm_va_done_fn)(struct akamu *k, const struct akm_va_job *j, int ok,
+                               json_t *problem);
+struct akm_va_opts {
+    int threads;          /* concurrent validations; 0: 4 */
+    int queue_max;        /* waiting jobs beyond that; 0: 256 */
+    int timeout_ms;       /* per validation; 0: 10000 */
+    const char *resolver; /* "ip" or "ip:port"; NULL: the system resolver */
+    int http_port;        /* http-01 */
+    int tls_alpn_port;    /* tls-alpn-01 */
+    akm_va_done_fn done;
+    struct akamu *k;
+};
+int akm_va_new(struct akm_va **out, const struct akm_va_opts *o, struct ut_err *err);
+/* Queues a copy of j; -EBUSY when the queue is full (caller answers with a
+ * problem and Retry-After). Never blocks. */
+int akm_va_submit(struct akm_va *va, const struct akm_va_job *j, struct ut_err *err);
+/* Stops the threads (pending jobs are dropped: their challenges stay
+ * "processing" and are resubmitted at the next start). */
+void akm_va_free(struct akm_va *va);
+
+#endif

@@ -1,0 +1,174 @@
+/*
+ * auth.c - the RFC 8555 §6 request pipeline every POST goes through, in
+ * this order: media type, JWS syntax (jws.c), nonce (single use, §6.5),
+ * "url" (§6.4), key source (jwk or kid, §6.2), signature, payload.
+ * The nonce is spent before the signature is checked, as in Boulder: a
+ * forged request costs its sender a nonce and nothing else.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <openssl/evp.h>
+
+#include "acme.h"
+#include "jws.h"
+#include "nonce.h"
+
+static const char *short_type(enum akm_jws_problem p)
+{
+    switch (p) {
+    case AKM_JWS_PROB_BAD_NONCE:
+        return "badNonce";
+    case AKM_JWS_PROB_BAD_SIG_ALG:
+        return "badSignatureAlgorithm";
+    case AKM_JWS_PROB_BAD_PUBLIC_KEY:
+        return "badPublicKey";
+    case AKM_JWS_PROB_SERVER_INTERNAL:
+        return "serverInternal";
+    default:
+        return "malformed";
+    }
+}
+
+/* Replies the problem of a jws.c return code. */
+static void jws_problem(struct akamu *k, struct http_req *r, int rc, const char *msg)
+{
+    enum akm_jws_problem p = akm_jws_problem(rc);
+    int status = p == AKM_JWS_PROB_SERVER_INTERNAL ? 500 : 400;
+    json_t *doc = akm_problem_new(short_type(p), status, "%s", msg);
+
+    if (p == AKM_JWS_PROB_BAD_SIG_ALG && doc)
+        json_object_set_new(doc, "algorithms", akm_jws_algs_json());
+    akm_problem_doc(k, r, status, doc);
+}
+
+void akm_ctx_clear(struct akm_ctx *c)
+{
+    akm_jws_free(c->jws);
+    json_decref(c->payload);
+    json_decref(c->account);
+    EVP_PKEY_free(c->key);
+    memset(c, 0, sizeof(*c));
+}
+
+/* The request's own URL as the client must have signed it. */
+static void request_url(struct akamu *k, struct http_req *r, char out[AKM_URL_MAX])
+{
+    akm_url(k, out, "%s", http_req_path(r));
+}
+
+static int by_kid(struct akamu *k, struct http_req *r, const char *kid, struct akm_ctx *c)
+{
+    struct ut_err e = {{0}};
+    const char *status;
+    const json_t *jwk;
+    int rc;
+
+    if (akm_url_id(k, kid, "/acme/acct/", c->account_id, sizeof(c->account_id)) < 0 ||
+        (c->account = akm_get(k, "accounts", c->account_id)) == NULL) {
+        akm_problem(k, r, 400, "accountDoesNotExist", "kid \"%.200s\": no such account", kid);
+        return -1;
+    }
+    status = json_string_value(json_object_get(c->account, "status"));
+    if (status == NULL || strcmp(status, "valid") != 0) {
+        akm_problem(k, r, 401, "unauthorized", "account %s is %s", c->account_id,
+                    status ? status : "unusable");
+        return -1;
+    }
+    jwk = json_object_get(c->account, "jwk");
+    if ((rc = akm_jwk_to_pkey(jwk, &c->key, &e)) < 0) {
+        akm_problem(k, r, 500, "serverInternal", "account %s: stored key unusable: %s",
+                    c->account_id, e.msg);
+        return -1;
+    }
+    snprintf(c->thumbprint, sizeof(c->thumbprint), "%s",
+             json_string_value(json_object_get(c->account, "thumbprint"))
+                 ? json_string_value(json_object_get(c->account, "thumbprint"))
+                 : "");
+    return 0;
+}
+
+int akm_auth(struct akamu *k, struct http_req *r, unsigned modes, struct akm_ctx *c)
+{
+    const char *ct = http_req_header(r, "Content-Type");
+    char url[AKM_URL_MAX];
+    struct ut_err e = {{0}};
+    const unsigned char *body;
+    const char *kid, *signed_url;
+    size_t len;
+    int rc;
+
+    memset(c, 0, sizeof(*c));
+    if (ct == NULL || strncasecmp(ct, "application/jose+json", 21) != 0 ||
+        (ct[21] != '\0' && ct[21] != ';' && ct[21] != ' ')) {
+        akm_problem(k, r, 415, "malformed", "Content-Type must be application/jose+json, not %.80s",
+                    ct ? ct : "(none)");
+        return -1;
+    }
+    body = http_req_body(r, &len);
+    if (len > AKM_BODY_MAX) {
+        akm_problem(k, r, 413, "malformed", "request body of %zu bytes is over the %d byte limit",
+                    len, AKM_BODY_MAX);
+        return -1;
+    }
+    if ((rc = akm_jws_parse(body, len, &c->jws, &e)) < 0) {
+        jws_problem(k, r, rc, e.msg);
+        goto fail;
+    }
+    if ((rc = akm_nonce_redeem(k->nonces, akm_jws_nonce(c->jws), &e)) < 0) {
+        akm_problem(k, r, 400, "badNonce", "%s", e.msg);
+        goto fail;
+    }
+    request_url(k, r, url);
+    signed_url = akm_jws_url(c->jws);
+    if (signed_url == NULL || strcmp(signed_url, url) != 0) {
+        akm_problem(k, r, 401, "unauthorized",
+                    "the JWS \"url\" (%.300s) is not this request's URL (%.300s)",
+                    signed_url ? signed_url : "", url);
+        goto fail;
+    }
+    kid = akm_jws_kid(c->jws);
+    if (kid) {
+        if (!(modes & AKM_AUTH_KID)) {
+            akm_problem(k, r, 400, "malformed", "this resource needs a \"jwk\", not a \"kid\"");
+            goto fail;
+        }
+        if (by_kid(k, r, kid, c) < 0)
+            goto fail;
+    } else {
+        if (!(modes & AKM_AUTH_JWK)) {
+            akm_problem(k, r, 400, "malformed",
+                        "this resource needs the account URL as \"kid\", not a \"jwk\"");
+            goto fail;
+        }
+        c->jwk = akm_jws_jwk(c->jws);
+        if ((rc = akm_jwk_to_pkey(c->jwk, &c->key, &e)) < 0 ||
+            (rc = akm_jwk_thumbprint(c->jwk, c->thumbprint, &e)) < 0) {
+            jws_problem(k, r, rc, e.msg);
+            goto fail;
+        }
+    }
+    if ((rc = akm_jws_verify(c->jws, c->key, &e)) < 0) {
+        jws_problem(k, r, rc, e.msg);
+        goto fail;
+    }
+    if (!akm_jws_payload_empty(c->jws) &&
+        (rc = akm_jws_payload_json(c->jws, &c->payload, &e)) < 0) {
+        akm_problem(k, r, 400, "malformed", "payload: %s", e.msg);
+        goto fail;
+    }
+    return 0;
+fail:
+    akm_ctx_clear(c);
+    return -1;
+}
+
+int akm_require_post_as_get(struct akamu *k, struct http_req *r, const struct akm_ctx *c)
+{
+    if (akm_jws_payload_empty(c->jws))
+        return 1;
+    akm_problem(k, r, 400, "malformed", "this resource takes POST-as-GET (an empty payload)");
+    return 0;
+}
