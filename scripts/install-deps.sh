@@ -12,7 +12,7 @@ PKGS="
   libkrb5-dev libpq-dev
   python3 python3-pytest python3-requests
   nodejs npm wrk nginx-light chromium
-  libc-ares-dev certbot lego pebble python3-acme python3-josepy
+  libc-ares-dev certbot lego pebble python3-acme python3-josepy faketime
 "
 
 missing=""

@@ -926,16 +926,15 @@ out:
     akm_ctx_clear(&c);
 }
 
-int akm_account_routes(struct akamu *k, struct ut_err *err)
+int akm_account_routes(struct akamu *k, struct http_server *s, struct ut_err *err)
 {
     int rc;
 
-    if ((rc = http_route(k->acme, HTTP_POST, "/acme/new-account", new_account, k, err)) < 0 ||
-        (rc = http_route(k->acme, HTTP_POST, "/acme/acct/{id}", account, k, err)) < 0 ||
-        (rc = http_route(k->acme, HTTP_POST, "/acme/acct/{id}/orders", orders, k, err)) < 0 ||
-        (rc = http_route(k->acme, HTTP_POST, "/acme/acct/{id}/orders/{cursor}", orders, k, err)) <
-            0 ||
-        (rc = http_route(k->acme, HTTP_POST, "/acme/key-change", key_change, k, err)) < 0)
+    if ((rc = http_route(s, HTTP_POST, "/acme/new-account", new_account, k, err)) < 0 ||
+        (rc = http_route(s, HTTP_POST, "/acme/acct/{id}", account, k, err)) < 0 ||
+        (rc = http_route(s, HTTP_POST, "/acme/acct/{id}/orders", orders, k, err)) < 0 ||
+        (rc = http_route(s, HTTP_POST, "/acme/acct/{id}/orders/{cursor}", orders, k, err)) < 0 ||
+        (rc = http_route(s, HTTP_POST, "/acme/key-change", key_change, k, err)) < 0)
         return rc;
     return 0;
 }

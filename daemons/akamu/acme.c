@@ -191,15 +191,13 @@ static void terms(struct http_req *r, void *arg)
     http_reply(r, 200, "text/plain; charset=utf-8", terms_text, sizeof(terms_text) - 1);
 }
 
-int akm_acme_routes(struct akamu *k, struct ut_err *err)
+int akm_acme_routes(struct akamu *k, struct http_server *s, struct ut_err *err)
 {
     int rc;
 
-    if ((rc = http_route(k->acme, HTTP_GET | HTTP_HEAD, "/acme/directory", directory, k, err)) <
-            0 ||
-        (rc = http_route(k->acme, HTTP_GET | HTTP_HEAD, "/acme/new-nonce", new_nonce, k, err)) <
-            0 ||
-        (rc = http_route(k->acme, HTTP_GET | HTTP_HEAD, "/acme/terms", terms, k, err)) < 0)
+    if ((rc = http_route(s, HTTP_GET | HTTP_HEAD, "/acme/directory", directory, k, err)) < 0 ||
+        (rc = http_route(s, HTTP_GET | HTTP_HEAD, "/acme/new-nonce", new_nonce, k, err)) < 0 ||
+        (rc = http_route(s, HTTP_GET | HTTP_HEAD, "/acme/terms", terms, k, err)) < 0)
         return rc;
     return 0;
 }

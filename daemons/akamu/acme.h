@@ -149,20 +149,35 @@ struct akm_ctx {
  * the account by kid (accountDoesNotExist; not valid -> unauthorized),
  * alg (badSignatureAlgorithm with the supported list), key
  * (badPublicKey), signature (malformed), payload JSON (malformed).
- * Returns 0 with c filled, or replies the problem itself and returns -1. */
+ * Returns 0 with c filled, or replies the problem itself and returns -1;
+ * also -1 when, in a cluster, the request went to another node (a foreign
+ * nonce to its issuer, an account not replicated here yet to its creator:
+ * forward.c), whose answer is then relayed: return without replying. */
 int akm_auth(struct akamu *k, struct http_req *r, unsigned modes, struct akm_ctx *c);
+/* akm_auth for a resource that names an object (tbl/id from the path): in
+ * a cluster, when id was created by another node and is not here yet, the
+ * request goes to that node (see forward.c); -1 then too (the reply is
+ * pending). tbl/id NULL: akm_auth. */
+int akm_auth_at(struct akamu *k, struct http_req *r, unsigned modes, const char *tbl,
+                const char *id, struct akm_ctx *c);
 void akm_ctx_clear(struct akm_ctx *c);
 /* 1 when the request was POST-as-GET (empty payload); otherwise replies
  * malformed and returns 0. */
 int akm_require_post_as_get(struct akamu *k, struct http_req *r, const struct akm_ctx *c);
 
-/* ---- resources: each registers its routes on the ACME listener ---- */
-int akm_acme_routes(struct akamu *k, struct ut_err *err);    /* acme.c: directory, nonce, terms */
-int akm_account_routes(struct akamu *k, struct ut_err *err); /* account.c */
-int akm_order_routes(struct akamu *k, struct ut_err *err);   /* order.c */
-int akm_authz_routes(struct akamu *k, struct ut_err *err);   /* authz.c */
-int akm_cert_routes(struct akamu *k, struct ut_err *err);    /* cert.c */
+/* ---- resources: each registers its routes on s (the public ACME listener,
+ * and the admin listener, where forwarded requests arrive; forward.c) ---- */
+int akm_acme_routes(struct akamu *k, struct http_server *s,
+                    struct ut_err *err); /* acme.c: directory, nonce, terms */
+int akm_account_routes(struct akamu *k, struct http_server *s, struct ut_err *err); /* account.c */
+int akm_order_routes(struct akamu *k, struct http_server *s, struct ut_err *err);   /* order.c */
+int akm_authz_routes(struct akamu *k, struct http_server *s, struct ut_err *err);   /* authz.c */
+int akm_cert_routes(struct akamu *k, struct http_server *s, struct ut_err *err);    /* cert.c */
 int akm_admin_routes(struct akamu *k, struct http_server *admin, struct ut_err *err); /* admin.c */
+/* admin.c: the admin API's bearer-token guard, for admin routes registered
+ * elsewhere (cluster_api.c): 1 when r carries the token, else it replies
+ * 401/403 itself and returns 0. */
+int akm_admin_authorized(struct http_req *r);
 
 /* Renderers: the RFC 8555 wire objects of internal documents (new refs). */
 json_t *akm_account_render(const struct akamu *k, const json_t *acct);
@@ -191,6 +206,34 @@ void akm_order_finalize(struct http_req *r, void *arg);
 struct akm_va_job;
 void akm_va_done(struct akamu *k, const struct akm_va_job *j, int ok, json_t *problem);
 int akm_authz_resume(struct akamu *k, struct ut_err *err);
+
+/* ---- cluster forwarding (forward.c; docs/acme.md "Forwarding and nonces
+ * in a cluster") ---- */
+enum akm_hop {
+    AKM_HOP_CLIENT = 0,   /* from a client (anything on the public listener) */
+    AKM_HOP_NONCE = 1,    /* forwarded to us as the nonce's issuer; nonce unspent */
+    AKM_HOP_REDEEMED = 2, /* forwarded with the nonce already redeemed: skip it */
+};
+enum akm_fwd_kind {
+    AKM_FWD_NONCE = 1, /* to the nonce's issuer, nonce unspent; failure -> badNonce */
+    AKM_FWD_OWNER = 2, /* to an object's creator, nonce redeemed; failure -> 503 */
+};
+int akm_fwd_new(struct akamu *k, struct ut_err *err);
+void akm_fwd_free(struct akamu *k);
+/* A node's tag (as nonce.c makes it) and an object id's (-EINVAL: not an id). */
+void akm_node_tag(const char *node_id, char out[AKM_TAG_LEN + 1]);
+int akm_id_tag(const char *id, char out[AKM_TAG_LEN + 1]);
+/* Where r stands: the forwarding headers count only on the admin listener. */
+enum akm_hop akm_fwd_hop(const struct akamu *k, struct http_req *r);
+/* Forwards r to the node whose tag is tag: 1 when the reply is pending
+ * (the handler must return without replying), 0 when not possible (our
+ * own or an unknown tag, single-node mode, a hop too many, a start
+ * failure): the caller goes on locally. why is logged. */
+int akm_forward(struct akamu *k, struct http_req *r, const char *tag, enum akm_fwd_kind kind,
+                const char *why);
+/* AKM_FWD_OWNER forward when tbl/id is not here and another node made it
+ * (call only once the nonce is redeemed): 1 forwarded, 0 not. */
+int akm_forward_absent(struct akamu *k, struct http_req *r, const char *tbl, const char *id);
 
 /* ---- validation (validate.c) ---- */
 struct akm_va; /* opaque pool */

@@ -150,6 +150,11 @@ static int authorized(struct admin *a, struct http_req *r)
     return 1;
 }
 
+int akm_admin_authorized(struct http_req *r)
+{
+    return authorized(&the_admin, r);
+}
+
 /* ---- views ---- */
 
 static const char *str_of(const json_t *o, const char *name)

@@ -15,6 +15,7 @@
 struct akm_ca;     /* ca.h */
 struct akm_nonces; /* nonce.h */
 struct akm_va;     /* acme.h: the validation pool */
+struct akm_fwd;    /* forward.c: the tag -> peer map */
 
 struct akamu {
     struct akamu_cfg *cfg; /* owned */
@@ -31,6 +32,7 @@ struct akamu {
     struct crdt_replica *replica;  /* the replicated ACME tables */
     struct gsp_engine *engine;     /* NULL in single-node mode */
     struct gsp_driver *driver;     /* NULL in single-node mode */
+    struct akm_fwd *fwd;           /* cluster forwarding (forward.c) */
 };
 
 int akamu_health_routes(struct akamu *k, struct http_server *s, struct ut_err *err);
@@ -42,6 +44,20 @@ int akamu_cluster_open(struct akamu *a, const char *node_id, struct ut_err *err)
 int akamu_cluster_routes(struct akamu *a, struct http_server *admin, struct ut_err *err);
 void akamu_cluster_reload(struct akamu *a, const struct akamu_cfg *n);
 void akamu_cluster_close(struct akamu *a);
+/* cluster.c: every replicated table (crdt_table_def), for counts. */
+extern const struct crdt_table_def akamu_tables[];
+extern const size_t akamu_n_tables;
+/* cluster_api.c: GET /api/admin/cluster (admin token), on the admin listener. */
+int akamu_cluster_api_routes(struct akamu *a, struct http_server *admin, struct ut_err *err);
+
+/* trust.c: the CA vouches for gossip keys (docs/replication.md, "Trust
+ * model"). akm_trust_certify: this node's certification (*out malloc'd).
+ * akm_trust_verify: a gsp_vouch_fn; arg is the struct akm_ca. */
+int akm_trust_certify(const struct akm_ca *ca, const struct cry_identity *id, char **out,
+                      struct ut_err *err);
+int akm_trust_verify(void *arg, const char *node_id, const uint8_t kem[CRY_XWING_PK_BYTES],
+                     const uint8_t sig_pub[CRY_P256_PUB_BYTES], const char *cert,
+                     struct ut_err *err);
 
 extern const struct store_migration akamu_migrations[];
 extern const int akamu_n_migrations;

@@ -4,6 +4,15 @@
  * "url" (§6.4), key source (jwk or kid, §6.2), signature, payload.
  * The nonce is spent before the signature is checked, as in Boulder: a
  * forged request costs its sender a nonce and nothing else.
+ *
+ * In a cluster (forward.c) three steps may hand the request to another
+ * node instead, each before anything here depends on state that node has:
+ * a nonce issued by another node goes, unspent, to its issuer (which
+ * redeems it and runs the request; an unknown issuer is badNonce); then,
+ * with the nonce redeemed here, an object named in the path, and the
+ * account named by "kid", that another node created and that has not been
+ * replicated here yet go to their creator with X-Akamu-Nonce-Redeemed,
+ * which skips the nonce there.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -90,13 +99,56 @@ static int by_kid(struct akamu *k, struct http_req *r, const char *kid, struct a
     return 0;
 }
 
+/* The nonce step: 0 redeemed (or already redeemed by the node that
+ * forwarded us the request), 1 forwarded to its issuer, -1 replied. */
+static int nonce_step(struct akamu *k, struct http_req *r, enum akm_hop hop, struct akm_ctx *c)
+{
+    const char *nonce = akm_jws_nonce(c->jws);
+    char tag[AKM_TAG_LEN + 1];
+    struct ut_err e = {{0}};
+    int rc;
+
+    if (hop == AKM_HOP_REDEEMED)
+        return 0;
+    rc = akm_nonce_redeem(k->nonces, nonce, &e);
+    if (rc == -EXDEV && akm_nonce_tag(nonce, tag) == 0) {
+        if (akm_forward(k, r, tag, AKM_FWD_NONCE, "nonce") == 1)
+            return 1;
+        akm_problem(k, r, 400, "badNonce", "%s, unknown here or no longer in the cluster", e.msg);
+        return -1;
+    }
+    if (rc < 0) {
+        akm_problem(k, r, 400, "badNonce", "%s", e.msg);
+        return -1;
+    }
+    return 0;
+}
+
+/* The account of a kid that another node created and that is not here
+ * yet: 1 forwarded to that node, else 0. */
+static int kid_elsewhere(struct akamu *k, struct http_req *r, const char *kid)
+{
+    char id[AKM_ID_LEN + 1];
+
+    if (akm_url_id(k, kid, "/acme/acct/", id, sizeof(id)) < 0)
+        return 0;
+    return akm_forward_absent(k, r, "accounts", id);
+}
+
 int akm_auth(struct akamu *k, struct http_req *r, unsigned modes, struct akm_ctx *c)
+{
+    return akm_auth_at(k, r, modes, NULL, NULL, c);
+}
+
+int akm_auth_at(struct akamu *k, struct http_req *r, unsigned modes, const char *tbl,
+                const char *id, struct akm_ctx *c)
 {
     const char *ct = http_req_header(r, "Content-Type");
     char url[AKM_URL_MAX];
     struct ut_err e = {{0}};
     const unsigned char *body;
     const char *kid, *signed_url;
+    enum akm_hop hop = akm_fwd_hop(k, r);
     size_t len;
     int rc;
 
@@ -117,10 +169,8 @@ int akm_auth(struct akamu *k, struct http_req *r, unsigned modes, struct akm_ctx
         jws_problem(k, r, rc, e.msg);
         goto fail;
     }
-    if ((rc = akm_nonce_redeem(k->nonces, akm_jws_nonce(c->jws), &e)) < 0) {
-        akm_problem(k, r, 400, "badNonce", "%s", e.msg);
+    if ((rc = nonce_step(k, r, hop, c)) != 0)
         goto fail;
-    }
     request_url(k, r, url);
     signed_url = akm_jws_url(c->jws);
     if (signed_url == NULL || strcmp(signed_url, url) != 0) {
@@ -129,13 +179,16 @@ int akm_auth(struct akamu *k, struct http_req *r, unsigned modes, struct akm_ctx
                     signed_url ? signed_url : "", url);
         goto fail;
     }
+    /* The object's creator also holds the account that made it. */
+    if (tbl && id && akm_forward_absent(k, r, tbl, id) == 1)
+        goto fail;
     kid = akm_jws_kid(c->jws);
     if (kid) {
         if (!(modes & AKM_AUTH_KID)) {
             akm_problem(k, r, 400, "malformed", "this resource needs a \"jwk\", not a \"kid\"");
             goto fail;
         }
-        if (by_kid(k, r, kid, c) < 0)
+        if (kid_elsewhere(k, r, kid) == 1 || by_kid(k, r, kid, c) < 0)
             goto fail;
     } else {
         if (!(modes & AKM_AUTH_JWK)) {

@@ -277,7 +277,7 @@ static void authz_post(struct http_req *r, void *arg)
     struct akm_ctx c;
     json_t *az = NULL, *doc;
 
-    if (akm_auth(k, r, AKM_AUTH_KID, &c) < 0)
+    if (akm_auth_at(k, r, AKM_AUTH_KID, "authorizations", id, &c) < 0)
         return;
     if ((az = get_owned(k, "authorizations", id, c.account_id)) == NULL) {
         akm_problem(k, r, 404, "malformed", "no such authorization: %.64s", id);
@@ -536,7 +536,7 @@ static void chall_post(struct http_req *r, void *arg)
     struct akm_ctx c;
     json_t *ch, *doc;
 
-    if (akm_auth(k, r, AKM_AUTH_KID, &c) < 0)
+    if (akm_auth_at(k, r, AKM_AUTH_KID, "challenges", id, &c) < 0)
         return;
     if ((ch = get_owned(k, "challenges", id, c.account_id)) == NULL) {
         akm_problem(k, r, 404, "malformed", "no such challenge: %.64s", id);
@@ -562,12 +562,12 @@ out:
     akm_ctx_clear(&c);
 }
 
-int akm_authz_routes(struct akamu *k, struct ut_err *err)
+int akm_authz_routes(struct akamu *k, struct http_server *s, struct ut_err *err)
 {
     int rc;
 
-    if ((rc = http_route(k->acme, HTTP_POST, "/acme/authz/{id}", authz_post, k, err)) < 0 ||
-        (rc = http_route(k->acme, HTTP_POST, "/acme/chall/{id}", chall_post, k, err)) < 0)
+    if ((rc = http_route(s, HTTP_POST, "/acme/authz/{id}", authz_post, k, err)) < 0 ||
+        (rc = http_route(s, HTTP_POST, "/acme/chall/{id}", chall_post, k, err)) < 0)
         return rc;
     return 0;
 }

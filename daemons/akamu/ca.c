@@ -1068,6 +1068,76 @@ int64_t akm_ca_not_after(const struct akm_ca *ca)
 }
 
 /* ------------------------------------------------------------------ */
+/* signing other things (ca.h)                                         */
+
+int akm_ca_sign(const struct akm_ca *ca, const uint8_t *msg, size_t len, uint8_t **sig,
+                size_t *sig_len, struct ut_err *err)
+{
+    EVP_MD_CTX *ctx = NULL;
+    uint8_t *out = NULL;
+    size_t n = 0;
+    int rc = -EIO;
+
+    *sig = NULL;
+    *sig_len = 0;
+    if (ca == NULL || msg == NULL || len == 0 || msg[0] == 0x30) {
+        ut_err_set(err, "CA signature: refusing an empty or DER-looking message");
+        return -EINVAL;
+    }
+    ctx = EVP_MD_CTX_new();
+    if (ctx == NULL) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    if (EVP_DigestSignInit(ctx, NULL, ca->md, NULL, ca->key) != 1 ||
+        EVP_DigestSign(ctx, NULL, &n, msg, len) != 1) {
+        ut_err_set(err, "CA signature: %s", ossl_why());
+        goto out;
+    }
+    out = malloc(n);
+    if (out == NULL) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    if (EVP_DigestSign(ctx, out, &n, msg, len) != 1) {
+        ut_err_set(err, "CA signature: %s", ossl_why());
+        goto out;
+    }
+    *sig = out;
+    *sig_len = n;
+    out = NULL;
+    rc = 0;
+out:
+    free(out);
+    EVP_MD_CTX_free(ctx);
+    ERR_clear_error();
+    return rc;
+}
+
+int akm_ca_verify(const struct akm_ca *ca, const uint8_t *msg, size_t len, const uint8_t *sig,
+                  size_t sig_len, struct ut_err *err)
+{
+    EVP_MD_CTX *ctx;
+    int rc = -EPERM;
+
+    if (ca == NULL || msg == NULL || len == 0 || sig == NULL || sig_len == 0) {
+        ut_err_set(err, "CA signature check: empty message or signature");
+        return -EINVAL;
+    }
+    ctx = EVP_MD_CTX_new();
+    if (ctx == NULL)
+        return -ENOMEM;
+    if (EVP_DigestVerifyInit(ctx, NULL, ca->md, NULL, X509_get0_pubkey(ca->cert)) == 1 &&
+        EVP_DigestVerify(ctx, sig, sig_len, msg, len) == 1)
+        rc = 0;
+    else
+        ut_err_set(err, "signature does not verify with this CA's key");
+    EVP_MD_CTX_free(ctx);
+    ERR_clear_error();
+    return rc;
+}
+
+/* ------------------------------------------------------------------ */
 /* CSRs                                                                */
 
 /* Adds a DNS name from the CSR (where: "subjectAltName" or "commonName"). */

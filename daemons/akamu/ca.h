@@ -116,6 +116,20 @@ const char *akm_ca_key_type(const struct akm_ca *ca);
 /* The CA certificate's notAfter, seconds since the epoch. */
 int64_t akm_ca_not_after(const struct akm_ca *ca);
 
+/* Signing other things than certificates and CRLs with the CA key (the
+ * gossip key certifications of trust.c). The signature: ECDSA (DER) with
+ * akm_ca_digest(), Ed25519 (pure), or RSA PKCS#1 v1.5 with akm_ca_digest().
+ * The caller domain-separates msg with a label of its own; a msg starting
+ * with 0x30 (a DER SEQUENCE, so possibly a TBSCertificate or TBSCertList)
+ * is refused, so these signatures can never pass for a certificate's or a
+ * CRL's. akm_ca_sign: *sig malloc'd; 0, -EINVAL, -ENOMEM, -EIO.
+ * akm_ca_verify: 0 when sig is the CA key's signature over msg, -EPERM when
+ * not, -EINVAL for bad arguments. */
+int akm_ca_sign(const struct akm_ca *ca, const uint8_t *msg, size_t len, uint8_t **sig,
+                size_t *sig_len, struct ut_err *err);
+int akm_ca_verify(const struct akm_ca *ca, const uint8_t *msg, size_t len, const uint8_t *sig,
+                  size_t sig_len, struct ut_err *err);
+
 /* Generates a key of one of the key_type values listed in struct
  * akm_ca_opts. *out is owned by the caller (EVP_PKEY_free). 0, -EINVAL
  * (unknown type), -EIO. */

@@ -326,13 +326,13 @@ out:
     free(l.v);
 }
 
-int akm_cert_routes(struct akamu *k, struct ut_err *err)
+int akm_cert_routes(struct akamu *k, struct http_server *s, struct ut_err *err)
 {
     int rc;
 
-    if ((rc = http_route(k->acme, HTTP_POST, "/acme/cert/{id}", cert_post, k, err)) < 0 ||
-        (rc = http_route(k->acme, HTTP_POST, "/acme/revoke-cert", revoke, k, err)) < 0 ||
-        (rc = http_route(k->acme, HTTP_GET | HTTP_HEAD, "/acme/crl", crl_get, k, err)) < 0)
+    if ((rc = http_route(s, HTTP_POST, "/acme/cert/{id}", cert_post, k, err)) < 0 ||
+        (rc = http_route(s, HTTP_POST, "/acme/revoke-cert", revoke, k, err)) < 0 ||
+        (rc = http_route(s, HTTP_GET | HTTP_HEAD, "/acme/crl", crl_get, k, err)) < 0)
         return rc;
     return 0;
 }

@@ -371,7 +371,7 @@ void akm_order_finalize(struct http_req *r, void *arg)
     json_t *order = NULL;
     char url[AKM_URL_MAX];
 
-    if (akm_auth(k, r, AKM_AUTH_KID, &c) < 0)
+    if (akm_auth_at(k, r, AKM_AUTH_KID, "orders", http_req_param(r, "id"), &c) < 0)
         return;
     if (c.payload == NULL) {
         akm_problem(k, r, 400, "malformed", "finalize needs {\"csr\": base64url DER}");

@@ -62,14 +62,15 @@ static int load(const char *path, unsigned flags, struct akamu_cfg **out)
     return rc;
 }
 
-/* The ACME resources, on the public listener (a->acme must be set). */
-static int acme_routes(struct akamu *a, struct ut_err *err)
+/* The ACME resources: on the public listener, and on the admin listener
+ * where other nodes forward requests (forward.c). */
+static int acme_routes(struct akamu *a, struct http_server *s, struct ut_err *err)
 {
     int rc;
 
-    if ((rc = akm_acme_routes(a, err)) < 0 || (rc = akm_account_routes(a, err)) < 0 ||
-        (rc = akm_order_routes(a, err)) < 0 || (rc = akm_authz_routes(a, err)) < 0 ||
-        (rc = akm_cert_routes(a, err)) < 0)
+    if ((rc = akm_acme_routes(a, s, err)) < 0 || (rc = akm_account_routes(a, s, err)) < 0 ||
+        (rc = akm_order_routes(a, s, err)) < 0 || (rc = akm_authz_routes(a, s, err)) < 0 ||
+        (rc = akm_cert_routes(a, s, err)) < 0)
         return rc;
     return 0;
 }
@@ -176,7 +177,7 @@ static int start_listener(struct akamu *a, struct http_server **out, const char 
                   (rc = akamu_cluster_routes(a, *out, err)) < 0 ||
                   (rc = akm_admin_routes(a, *out, err)) < 0))
         goto out;
-    if (!admin && (rc = acme_routes(a, err)) < 0)
+    if ((rc = acme_routes(a, *out, err)) < 0)
         goto out;
     if ((rc = http_server_start(*out, err)) < 0)
         goto out;
@@ -218,12 +219,15 @@ static int start(struct akamu *a, struct ut_err *err)
         return rc;
     ut_log(UT_LOG_INFO, MOD, "node identity", UT_LF_S("node_id", node_id),
            UT_LF_S("identity", created ? "generated" : "loaded"));
-    if ((rc = akamu_cluster_open(a, node_id, err)) < 0)
+    /* The CA first: it certifies the gossip keys (trust.c). */
+    if ((rc = ca_open(a, err)) < 0 || (rc = akamu_cluster_open(a, node_id, err)) < 0)
         return rc;
     if ((rc = set_base(a, err)) < 0 || (rc = akm_nonces_new(&a->nonces, node_id, err)) < 0)
         return rc;
     snprintf(a->tag, sizeof(a->tag), "%s", akm_nonces_tag(a->nonces));
-    if ((rc = ca_open(a, err)) < 0 || (rc = va_start(a, err)) < 0)
+    if ((rc = akm_fwd_new(a, err)) < 0)
+        return rc;
+    if ((rc = va_start(a, err)) < 0)
         return rc;
     rc = start_listener(a, &a->acme, a->cfg->listen_addr, a->cfg->tls.enabled, 0, "acme", err);
     if (rc < 0)
@@ -323,6 +327,7 @@ out:
         http_server_free(a.admin);
     }
     akamu_cluster_close(&a);
+    akm_fwd_free(&a);
     akm_nonces_free(a.nonces);
     akm_ca_free(a.ca);
     cry_identity_free(a.identity);

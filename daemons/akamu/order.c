@@ -576,7 +576,7 @@ static void order_get(struct http_req *r, void *arg)
     struct akm_ctx c;
     json_t *o;
 
-    if (akm_auth(k, r, AKM_AUTH_KID, &c) < 0)
+    if (akm_auth_at(k, r, AKM_AUTH_KID, "orders", http_req_param(r, "id"), &c) < 0)
         return;
     if (!akm_require_post_as_get(k, r, &c))
         goto out;
@@ -709,14 +709,14 @@ int akm_order_refresh(struct akamu *k, const char *order_id, struct ut_err *err)
     return refresh(k, order_id, NULL, err);
 }
 
-int akm_order_routes(struct akamu *k, struct ut_err *err)
+int akm_order_routes(struct akamu *k, struct http_server *s, struct ut_err *err)
 {
     int rc;
 
-    if ((rc = http_route(k->acme, HTTP_POST, "/acme/new-order", new_order, k, err)) < 0 ||
-        (rc = http_route(k->acme, HTTP_POST, "/acme/order/{id}", order_get, k, err)) < 0 ||
-        (rc = http_route(k->acme, HTTP_POST, "/acme/order/{id}/finalize", akm_order_finalize, k,
-                         err)) < 0)
+    if ((rc = http_route(s, HTTP_POST, "/acme/new-order", new_order, k, err)) < 0 ||
+        (rc = http_route(s, HTTP_POST, "/acme/order/{id}", order_get, k, err)) < 0 ||
+        (rc = http_route(s, HTTP_POST, "/acme/order/{id}/finalize", akm_order_finalize, k, err)) <
+            0)
         return rc;
     return 0;
 }

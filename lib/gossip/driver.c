@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "gossip/members.h"
 #include "util/log.h"
 #include "util/mem.h"
 
@@ -52,8 +53,6 @@ static void resolve(struct gsp_driver *d, struct http_client *c, const struct gs
     struct http_response resp = {0};
     struct ut_err err = {{0}};
     char url[600];
-    json_t *j = NULL;
-    const char *id;
 
     join_url(url, sizeof(url), due->url, "/api/gossip/kem-info");
     if (http_client_do(c, "GET", url, NULL, NULL, 0, &resp, &err) < 0 || resp.status != 200) {
@@ -61,13 +60,42 @@ static void resolve(struct gsp_driver *d, struct http_client *c, const struct gs
                UT_LF_I("status", resp.status), UT_LF_S("error", err.msg));
         goto out;
     }
-    j = json_loadb((const char *)resp.body, resp.body_len, 0, NULL);
-    id = json_string_value(json_object_get(j, "node_id"));
-    if (id == NULL || gsp_engine_resolve_url(d->e, due->url, id, &err) < 0)
+    /* Resolves the URL and, with a certification verifier, pins a
+     * certified peer (refusals are logged by the engine; the first
+     * exchange then introduces us: gsp_due.introduce). */
+    if (gsp_engine_resolve_kem_info(d->e, due->url, (const char *)resp.body, resp.body_len, &err) <
+        0)
         ut_log(UT_LOG_WARN, "gossip", "peer kem-info unusable", UT_LF_S("peer", due->url),
-               UT_LF_S("error", id ? err.msg : "no node_id"));
+               UT_LF_S("error", err.msg));
 out:
-    json_decref(j);
+    http_response_clear(&resp);
+}
+
+/* When this node has a certification, hands the peer our cluster_nodes
+ * entry so it can pin us on it (POST /api/gossip/introduce): before the
+ * first exchange with a peer we pinned on its certification, and after a
+ * 403 (it does not know us); the next exchange then succeeds. Peers
+ * without a verifier answer 404; nothing else happens. */
+static void introduce(struct gsp_driver *d, struct http_client *c, const char *peer_url)
+{
+    struct http_response resp = {0};
+    struct ut_err err = {{0}};
+    const char *headers[] = {"Content-Type: application/json", NULL};
+    char url[600], *entry = NULL;
+    size_t len = 0;
+
+    if (gsp_engine_introduction(d->e, &entry, &len) < 0)
+        return;
+    join_url(url, sizeof(url), peer_url, "/api/gossip/introduce");
+    if (http_client_do(c, "POST", url, headers, entry, len, &resp, &err) < 0)
+        ut_log(UT_LOG_DEBUG, "gossip", "introduction failed", UT_LF_S("peer", peer_url),
+               UT_LF_S("error", err.msg));
+    else if (resp.status == 200)
+        ut_log(UT_LOG_INFO, "gossip", "introduced this node to peer", UT_LF_S("peer", peer_url));
+    else
+        ut_log(UT_LOG_DEBUG, "gossip", "introduction refused", UT_LF_S("peer", peer_url),
+               UT_LF_I("status", resp.status));
+    free(entry);
     http_response_clear(&resp);
 }
 
@@ -82,7 +110,9 @@ static void exchange(struct gsp_driver *d, struct http_client *c, const struct g
     size_t len = 0;
 
     if (due->url[0] == '\0')
-        return; /* a learned node without a URL: it contacts us */
+        return;         /* a learned node without a URL: it contacts us */
+    if (due->introduce) /* pinned on its certification: it may not know us */
+        introduce(d, c, due->url);
     if (gsp_engine_begin(d->e, due->node_id, due->kind, &msg, &len, &x, &err) < 0)
         return; /* logged by the engine (no KEM key for peer...) */
     join_url(url, sizeof(url), due->url, "/api/gossip/sync");
@@ -96,6 +126,8 @@ static void exchange(struct gsp_driver *d, struct http_client *c, const struct g
         char why[64];
         snprintf(why, sizeof(why), "HTTP %ld", resp.status);
         gsp_engine_fail(d->e, x, (int)resp.status, why);
+        if (resp.status == 403)
+            introduce(d, c, due->url);
     } else {
         gsp_engine_finish(d->e, x, resp.body, resp.body_len, &err);
     }
@@ -328,6 +360,49 @@ static void seed_handler(struct http_req *r, void *arg)
     json_decref(j);
 }
 
+/* POST /api/gossip/introduce: no admin check, the body is its own proof
+ * (a self-signed cluster_nodes entry carrying a certification). */
+static void introduce_handler(struct http_req *r, void *arg)
+{
+    struct route_ctx *rc = arg;
+    struct ut_err err = {{0}};
+    const unsigned char *body;
+    size_t len;
+    int res;
+
+    if (rc->d == NULL) {
+        http_reply_error(r, 404, "not_found", "gossip is not enabled on this node");
+        return;
+    }
+    body = http_req_body(r, &len);
+    if (len > GSP_MEMBER_MAX) {
+        http_reply_error(r, 413, "too_large", "an introduction is one cluster_nodes entry");
+        return;
+    }
+    res = gsp_engine_introduce(rc->d->e, (const char *)body, len, &err);
+    switch (res) {
+    case 0:
+        http_reply_json(r, 200, json_pack("{s:b}", "pinned", 1));
+        gsp_driver_wake(rc->d);
+        break;
+    case -ENOTSUP:
+        http_reply_error(r, 404, "not_found", err.msg);
+        break;
+    case -EINVAL:
+        http_reply_error(r, 400, "invalid_request", err.msg);
+        break;
+    case -EPERM:
+        http_reply_error(r, 403, "forbidden", err.msg);
+        break;
+    case -EEXIST:
+        http_reply_error(r, 409, "conflict", err.msg);
+        break;
+    default:
+        http_reply_error(r, 500, "server_error", err.msg[0] ? err.msg : "introduction failed");
+        break;
+    }
+}
+
 int gsp_driver_routes(struct gsp_driver *d, struct http_server *s, gsp_admin_check_fn admin,
                       void *admin_arg, struct ut_err *err)
 {
@@ -347,7 +422,8 @@ int gsp_driver_routes(struct gsp_driver *d, struct http_server *s, gsp_admin_che
     if ((r = http_route(s, HTTP_POST, "/api/gossip/sync", sync_handler, rc, err)) < 0 ||
         (r = http_route(s, HTTP_GET, "/api/gossip/status", status_handler, rc, err)) < 0 ||
         (r = http_route(s, HTTP_GET, "/metrics", metrics_handler, rc, err)) < 0 ||
-        (r = http_route(s, HTTP_POST, "/api/admin/nodes/seed", seed_handler, rc, err)) < 0)
+        (r = http_route(s, HTTP_POST, "/api/admin/nodes/seed", seed_handler, rc, err)) < 0 ||
+        (r = http_route(s, HTTP_POST, "/api/gossip/introduce", introduce_handler, rc, err)) < 0)
         return r;
     return 0;
 }

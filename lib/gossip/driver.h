@@ -7,8 +7,12 @@
  *   GET  /api/gossip/status      counters as JSON           (admin)
  *   POST /api/admin/nodes/seed   pin a peer's kem-info       (admin)
  *   GET  /metrics                Prometheus text             (admin)
+ *   POST /api/gossip/introduce   a node's certified cluster_nodes entry
+ *                                (no admin: it proves itself; engine.h,
+ *                                "Vouching"; 404 without a verifier)
  * "admin" is decided by the daemon's check function (akamu: the admin
- * listener itself; ahdapa: an admin session).
+ * listener itself; ahdapa: an admin session). After a 403 from a peer the
+ * loop introduces this node to it when the engine has a certification.
  */
 #ifndef GSP_DRIVER_H
 #define GSP_DRIVER_H

@@ -479,6 +479,12 @@ static int check_opts(const struct gsp_engine_opts *o, struct ut_err *err)
         ut_err_set(err, "gossip engine: header name too long");
         return -EINVAL;
     }
+    if (o->vouch_cert != NULL && (o->vouch_verify == NULL || !gsp_vouch_valid_(o->vouch_cert))) {
+        ut_err_set(err, "gossip engine: %s",
+                   o->vouch_verify == NULL ? "vouch_cert without vouch_verify"
+                                           : "vouch_cert is not a usable certification string");
+        return -EINVAL;
+    }
     if (o->page_bytes != 0 && (o->page_bytes < 256 || o->page_bytes > (64u << 20))) {
         ut_err_set(err, "gossip engine: page_bytes %zu out of range [256, 64 MiB]", o->page_bytes);
         return -EINVAL;
@@ -536,6 +542,19 @@ int gsp_engine_new(struct gsp_engine **out, const struct gsp_engine_opts *o, str
         rc = -ENOMEM;
         goto out;
     }
+    e->vouch_verify = o->vouch_verify;
+    e->vouch_arg = o->vouch_arg;
+    if (o->vouch_cert != NULL) {
+        struct ut_err verr = {{0}};
+
+        e->vouch_cert = ut_xstrdup(o->vouch_cert);
+        if (gsp_vouch_check_(e, e->self_id, e->self_kem, e->self_pub, e->vouch_cert, &verr) < 0) {
+            ut_err_set(err, "gossip engine: this node's own certification does not verify: %s",
+                       verr.msg);
+            rc = -EINVAL;
+            goto out;
+        }
+    }
     rc = cry_keystore_new(&e->ks);
     if (rc < 0)
         goto out;
@@ -583,6 +602,9 @@ void gsp_engine_free(struct gsp_engine *e)
     cry_keystore_free(e->ks);
     free_list(e->allowed, e->n_allowed);
     free_list(e->count_tables, e->n_count);
+    free(e->vouch_cert);
+    free(e->self_entry);
+    free(e->vlogged);
     pthread_mutex_destroy(&e->mu);
     pthread_mutex_destroy(&e->wake_mu);
     free(e);
@@ -596,12 +618,16 @@ static int is_self(const struct gsp_engine *e, const struct gsp_peer *p)
            (e->self_url[0] && strcmp(p->url, e->self_url) == 0);
 }
 
-static void put_due(struct gsp_due *d, enum gsp_due_kind k, const struct gsp_peer *p)
+static void put_due(struct gsp_due *d, enum gsp_due_kind k, struct gsp_peer *p)
 {
     memset(d, 0, sizeof(*d));
     d->kind = k;
     snprintf(d->node_id, sizeof(d->node_id), "%s", k == GSP_DUE_RESOLVE ? "" : p->node_id);
     snprintf(d->url, sizeof(d->url), "%s", p->url);
+    if (k != GSP_DUE_RESOLVE && p->introduce) {
+        d->introduce = 1; /* once */
+        p->introduce = 0;
+    }
 }
 
 size_t gsp_engine_due(struct gsp_engine *e, struct gsp_due *out, size_t max, uint64_t *next_ms)
@@ -649,6 +675,21 @@ size_t gsp_engine_due(struct gsp_engine *e, struct gsp_due *out, size_t max, uin
         }
         if (p->url[0] == '\0')
             continue; /* it contacts us; nothing to schedule */
+        /* A configured peer resolved but not pinned (its certification
+         * did not verify, or there was none): fetch its kem-info again now
+         * and then, in case it was re-certified. Its rounds still run and
+         * log "no KEM key for peer" (once) until it is pinned. */
+        if (e->vouch_verify != NULL && !p->pinned && (p->src & PEER_CONFIGURED)) {
+            if (now >= p->resolve_next_ms) {
+                put_due(&out[n++], GSP_DUE_RESOLVE, p);
+                p->resolve_next_ms = now + e->interval_ms;
+                if (n == max) {
+                    next = now;
+                    break;
+                }
+            }
+            next = min64(next, p->resolve_next_ms);
+        }
         if (now < p->backoff_until_ms) {
             next = min64(next, p->backoff_until_ms);
             continue;

@@ -28,7 +28,23 @@
  * seed call, or its cluster_nodes entry). A configured URL whose node id is
  * not known yet is reported by gsp_engine_due() with node_id ""; the
  * driver fetches GET <url>/api/gossip/kem-info (no trust implied) and calls
- * gsp_engine_resolve_url().
+ * gsp_engine_resolve_kem_info().
+ *
+ * Vouching (optional; akamu, whose nodes all hold the CA key). A node may
+ * carry a certification of its gossip keys by an authority every member
+ * trusts: an opaque string made by the daemon, published in its kem-info
+ * document ("certification") and in its cluster_nodes entry. With a
+ * verifier set, a node whose certification verifies is pinned without an
+ * administrator, from (a) a configured URL's kem-info, (b) its
+ * cluster_nodes entry learned through gossip, or (c) its introduction
+ * (POST /api/gossip/introduce: its own signed entry, sent before its first
+ * exchange with a node it pinned on a certification, and after a 403),
+ * always subject to allowed_node_ids when that list is non-empty. With a
+ * verifier, allowed_node_ids alone no longer pins a learned node. A
+ * certification that does not verify (or none) pins nothing: it is
+ * counted ("uncertified") and logged once per node per start. Seeding
+ * works as before. See
+ * docs/replication.md, "Trust model".
  */
 #ifndef GSP_ENGINE_H
 #define GSP_ENGINE_H
@@ -52,6 +68,18 @@
 #define GSP_DEF_RETRY_MS       1000u
 
 typedef uint64_t (*gsp_clock_fn)(void *arg); /* unix ms */
+
+/* Longest certification string (printable ASCII, no spaces or quotes). */
+#define GSP_VOUCH_MAX 4096
+/* Does cert certify that node_id's gossip keys are kem_pk and sig_pub?
+ * 0 when it does; negative with a one-line reason in err otherwise
+ * (-EPERM: another authority or a bad signature; -EINVAL: malformed).
+ * Called on any thread without engine locks held; must not block on the
+ * network. */
+typedef int (*gsp_vouch_fn)(void *arg, const char *node_id,
+                            const uint8_t kem_pk[CRY_XWING_PK_BYTES],
+                            const uint8_t sig_pub[CRY_P256_PUB_BYTES], const char *cert,
+                            struct ut_err *err);
 
 struct gsp_engine_opts {
     struct store *store;
@@ -77,6 +105,12 @@ struct gsp_engine_opts {
     void *clock_arg;
     cry_env_rand_fn rand; /* NULL: OpenSSL; the simulator makes it deterministic */
     void *rand_arg;
+    /* Vouching (all optional; NULL: pinning by seed and allowed_node_ids
+     * only, as before). vouch_cert needs vouch_verify and must verify with
+     * it for this node's own id and keys. */
+    const char *vouch_cert;    /* this node's certification, published */
+    gsp_vouch_fn vouch_verify; /* checks other nodes' certifications */
+    void *vouch_arg;
 };
 
 struct gsp_engine;
@@ -117,6 +151,33 @@ int gsp_engine_seed(struct gsp_engine *e, const char *kem_info_json, size_t len,
 /* Tells the engine which node id answers at url (from its kem-info). */
 int gsp_engine_resolve_url(struct gsp_engine *e, const char *url, const char *node_id,
                            struct ut_err *err);
+/* The driver's GSP_DUE_RESOLVE answer: the kem-info document url served.
+ * Resolves url to its node id (gsp_engine_resolve_url) and, with a
+ * verifier, pins a node not pinned yet whose "certification" verifies and
+ * whose id allowed_node_ids admits (persisted in gossip_peers with the
+ * certification, re-checked at every start); otherwise counts and logs the
+ * refusal (once per node per start). 1 when the node was pinned by this
+ * call, 0 when url resolved otherwise, -EINVAL for an unusable document,
+ * -ENOENT for a URL that is no configured peer. */
+int gsp_engine_resolve_kem_info(struct gsp_engine *e, const char *url, const char *doc, size_t len,
+                                struct ut_err *err);
+/* This node's kem-info document (GET /api/gossip/kem-info):
+ * gsp_kem_info_json() plus "certification" when the engine has one. New
+ * reference, NULL on allocation failure. */
+json_t *gsp_engine_kem_info(struct gsp_engine *e);
+/* POST /api/gossip/introduce (unauthenticated: the body authenticates
+ * itself): body = the sender's own cluster_nodes entry, whose self-
+ * signature covers its URL and keys and whose "certification" must verify.
+ * Pins it like gsp_engine_resolve_kem_info (same rules, persisted). 0 when
+ * pinned now or already pinned with these keys; -ENOTSUP without a
+ * verifier (404); -EINVAL malformed (400); -EPERM uncertified or not in
+ * allowed_node_ids (403); -EEXIST already pinned with other keys (409:
+ * rotations travel in cluster_nodes). */
+int gsp_engine_introduce(struct gsp_engine *e, const char *body, size_t len, struct ut_err *err);
+/* This node's cluster_nodes entry as held (what it introduces itself
+ * with), when it carries a certification: *json malloc'd. -ENOENT when
+ * there is none to introduce. */
+int gsp_engine_introduction(struct gsp_engine *e, char **json, size_t *len);
 /* Replaces the configured peer URLs (SIGHUP). */
 int gsp_engine_set_peers(struct gsp_engine *e, const char *const *urls, size_t n,
                          struct ut_err *err);
@@ -133,6 +194,10 @@ struct gsp_due {
     enum gsp_due_kind kind;
     char node_id[CRY_ENV_ID_MAX + 1]; /* "" for GSP_DUE_RESOLVE */
     char url[512];                    /* "" when the peer has no URL (cannot be contacted) */
+    /* Before this exchange, POST this node's introduction to the peer
+     * (gsp_engine_introduction): it was just pinned on its certification
+     * and may not know us yet. Set once per such pin. */
+    int introduce;
 };
 /* Fills up to max items due now; returns how many. Periodic rounds that
  * would be no-ops are skipped and counted ("skips"), except every
@@ -186,7 +251,8 @@ int gsp_engine_handle(struct gsp_engine *e, const uint8_t *msg, size_t msg_len,
 /* ---- observability ---- */
 
 /* GET /api/gossip/status: {"node_id", "url", "peers": [{"node_id", "url",
- * "pinned", "configured", "seeded", "learned", "last_ok", "in_sync",
+ * "pinned", "pinned_by" ("seed" | "config+certification" | "learned" |
+ * ""), "certified", "configured", "seeded", "learned", "last_ok", "in_sync",
  * "generation", "vv", "last_success_ms", "pushes", "rounds", "skips",
  * "exchanges", "served", "failures", "bytes_out", "bytes_in",
  * "entries_sent", "entries_received", "entries_applied",

@@ -8,6 +8,8 @@
  *   members.c  signed cluster_nodes entries (members.h) and the engine's
  *              side of them: validating incoming entries, publishing ours,
  *              pinning learned nodes (allowed_node_ids), following rotations
+ *   vouch.c    certified pinning (engine.h, "Vouching"): kem-info
+ *              documents, introductions, the refusal log
  *   stats.c    counters, status JSON, Prometheus text
  *   proto.c    the CBOR payload (proto.h)
  *
@@ -48,7 +50,7 @@ struct gsp_counters {
 
 /* Where a peer record comes from (bits of gsp_peer.src). A record with no
  * bit left is dropped (when no exchange is in flight). */
-enum { PEER_CONFIGURED = 1, PEER_SEEDED = 2, PEER_LEARNED = 4 };
+enum { PEER_CONFIGURED = 1, PEER_SEEDED = 2, PEER_LEARNED = 4, PEER_CERTIFIED = 8 };
 
 struct gsp_peer {
     char node_id[CRY_ENV_ID_MAX + 1]; /* "" until the URL is resolved */
@@ -74,6 +76,7 @@ struct gsp_peer {
     int first_done; /* first-contact line logged (this process) */
     int nokey_logged;
     int fail_logged;
+    int introduce;   /* pinned on its certification: introduce us before the next exchange */
     int self_warned; /* "peer knows more of our own writes" logged */
     uint64_t next_round_ms, backoff_until_ms, backoff_ms, dirty_since_ms, resolve_next_ms;
     uint64_t seen_epoch; /* change epoch our last push to it started from */
@@ -126,6 +129,22 @@ struct gsp_engine {
     struct gsp_counters total;
     uint64_t refusal_log_ms[GSP_MAX_REASONS];
     char refusal_log_reason[GSP_MAX_REASONS][GSP_REASON_LEN];
+
+    /* vouching (read-only after gsp_engine_new) */
+    char *vouch_cert; /* ours, or NULL */
+    gsp_vouch_fn vouch_verify;
+    void *vouch_arg;
+    char *self_entry; /* our cluster_nodes value as held, or NULL */
+    size_t self_entry_len;
+    /* node ids whose refusal was logged (bits VOUCH_LOGGED_*), under mu */
+    struct gsp_vouch_logged *vlogged;
+    size_t n_vlogged, cap_vlogged;
+};
+
+enum { VOUCH_LOGGED_UNCERTIFIED = 1, VOUCH_LOGGED_NOT_ALLOWED = 2 };
+struct gsp_vouch_logged {
+    char node_id[CRY_ENV_ID_MAX + 1];
+    unsigned kinds;
 };
 
 uint64_t gsp_now_(struct gsp_engine *e);
@@ -146,9 +165,12 @@ int gsp_allowed_(const struct gsp_engine *e, const char *id, int empty);
 /* Pins keys for p (keystore + copies); caller holds mu. */
 int gsp_peer_pin_(struct gsp_engine *e, struct gsp_peer *p, const uint8_t *kem,
                   const uint8_t *sig_pub, struct ut_err *err);
-/* Stores (or replaces) a seed row in gossip_peers (no lock held). */
+/* Stores (or replaces) a row in gossip_peers (no lock held). cert NULL:
+ * a seed (replaces any row); else a certified pin, which never replaces a
+ * seed row. */
 int gsp_peers_persist_(struct gsp_engine *e, const char *node_id, const char *url,
-                       const uint8_t *kem, const uint8_t *sig_pub, struct ut_err *err);
+                       const uint8_t *kem, const uint8_t *sig_pub, const char *cert,
+                       struct ut_err *err);
 /* Calls the driver's wake-up (no lock held). */
 void gsp_wake_(struct gsp_engine *e);
 /* Normalises a URL (no trailing '/') into out; -EINVAL when unusable. */
@@ -179,6 +201,23 @@ int gsp_members_init_(struct gsp_engine *e, struct ut_err *err);
  * to *acc (malloc'd, *n_acc). Takes mu itself. Returns the number refused. */
 size_t gsp_members_validate_(struct gsp_engine *e, const struct gsp_msg *m, const char *from,
                              uint8_t *refuse, struct gsp_member **acc, size_t *n_acc);
+
+/* ---- vouching (vouch.c) ---- */
+
+/* 1 when s is a usable certification string (1..GSP_VOUCH_MAX printable
+ * ASCII characters, no space, '"' or '\\'). */
+int gsp_vouch_valid_(const char *s);
+/* Checks cert (NULL or "": none) for node_id's keys with the verifier
+ * (no lock held). 0 certified, -ENOTSUP without a verifier, else negative
+ * with the reason in err. */
+int gsp_vouch_check_(struct gsp_engine *e, const char *node_id, const uint8_t *kem,
+                     const uint8_t *sig_pub, const char *cert, struct ut_err *err);
+/* Counts a refusal ("uncertified" or "not_allowed") on node_id's record
+ * (if any) and the totals, and logs it at WARN once per node id and kind
+ * per start. label: the URL when known, else "" or NULL (the node id is
+ * shown). Takes mu itself. */
+void gsp_vouch_refused_(struct gsp_engine *e, const char *node_id, const char *label, unsigned kind,
+                        const char *why);
 
 /* ---- stats.c ---- */
 

@@ -50,7 +50,7 @@ static void b64(const uint8_t *p, size_t n, char *out)
 }
 
 int gsp_member_make(const struct cry_identity *id, const struct cry_identity *prev, const char *url,
-                    uint64_t ts, char **json, size_t *len, struct ut_err *err)
+                    uint64_t ts, const char *cert, char **json, size_t *len, struct ut_err *err)
 {
     uint8_t kem_pk[CRY_XWING_PK_BYTES], pub[CRY_P256_PUB_BYTES], sig[CRY_P256_SIG_BYTES];
     uint8_t ppub[CRY_P256_PUB_BYTES], psig[CRY_P256_SIG_BYTES];
@@ -66,6 +66,10 @@ int gsp_member_make(const struct cry_identity *id, const struct cry_identity *pr
         url = "";
     if (strlen(url) >= GSP_URL_MAX) {
         ut_err_set(err, "cluster_nodes entry: url longer than %d bytes", GSP_URL_MAX - 1);
+        return -EINVAL;
+    }
+    if (cert != NULL && cert[0] && !gsp_vouch_valid_(cert)) {
+        ut_err_set(err, "cluster_nodes entry: the certification is not a usable string");
         return -EINVAL;
     }
     ut_buf_init(&b, 4096);
@@ -95,6 +99,11 @@ int gsp_member_make(const struct cry_identity *id, const struct cry_identity *pr
             json_decref(j);
             j = NULL;
         }
+    }
+    if (j != NULL && cert != NULL && cert[0] &&
+        json_object_set_new(j, "certification", json_string(cert)) < 0) {
+        json_decref(j);
+        j = NULL;
     }
     *json = j ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     if (*json == NULL) {
@@ -172,6 +181,15 @@ int gsp_member_parse(const uint8_t *value, size_t len, struct gsp_member *m, str
             goto out;
         }
         m->has_prev = 1;
+    }
+    if (json_object_get(j, "certification") != NULL) {
+        const char *c = json_string_value(json_object_get(j, "certification"));
+
+        if (c == NULL || !gsp_vouch_valid_(c)) {
+            ut_err_set(err, "cluster_nodes entry for \"%s\": bad certification", id);
+            goto out;
+        }
+        strcpy(m->cert, c);
     }
     if (canonical(m->node_id, m->url, m->kem_pk, m->sig_pub, m->ts, &b) < 0)
         goto out;
@@ -330,23 +348,46 @@ void gsp_members_adopt_(struct gsp_engine *e, const struct gsp_member *ms, size_
 {
     for (size_t i = 0; i < n; i++) {
         const struct gsp_member *m = &ms[i];
-        struct ut_err err = {{0}};
+        struct ut_err err = {{0}}, verr = {{0}};
         struct gsp_peer *p, *pu;
-        int persist = 0, seeded, rc = 0;
+        int persist = 0, seeded, rc = 0, trusted, certified = 0, was_pinned, same;
+        unsigned refused = 0;
         char url[GSP_URL_MAX] = "";
 
         if (strcmp(m->node_id, e->self_id) == 0)
             continue;
         if (m->url[0])
             gsp_url_norm_(m->url, url);
+        /* The certification is checked before taking mu (the verifier may
+         * be slow, e.g. RSA); it depends only on the entry. */
+        if (e->vouch_verify != NULL)
+            certified = gsp_vouch_check_(e, m->node_id, m->kem_pk, m->sig_pub, m->cert, &verr) == 0;
         pthread_mutex_lock(&e->mu);
         p = gsp_peer_find_(e, m->node_id);
         seeded = p != NULL && (p->src & PEER_SEEDED);
         /* Trusted: pinned by an administrator (then this entry is that
-         * node's own key or its signed rotation), or learned and listed in
-         * allowed_node_ids. Without allowed_node_ids only seeds count. */
-        if (!seeded && !gsp_allowed_(e, m->node_id, 0)) {
+         * node's own key or its signed rotation); with a verifier, an
+         * entry whose certification verifies (and allowed_node_ids, when
+         * set, lists it); without one, learned and listed in
+         * allowed_node_ids. Without either only seeds count. */
+        if (seeded)
+            trusted = 1;
+        else if (e->vouch_verify != NULL)
+            trusted = certified && gsp_allowed_(e, m->node_id, 1);
+        else
+            trusted = gsp_allowed_(e, m->node_id, 0);
+        if (!trusted) {
+            /* Already pinned with these keys (by its kem-info, say): an
+             * entry that cannot vouch for it changes nothing. */
+            same = p != NULL && p->pinned &&
+                   memcmp(p->sig_pub, m->sig_pub, CRY_P256_PUB_BYTES) == 0 &&
+                   memcmp(p->kem_pk, m->kem_pk, CRY_XWING_PK_BYTES) == 0;
+            if (e->vouch_verify != NULL && !same)
+                refused = certified ? VOUCH_LOGGED_NOT_ALLOWED : VOUCH_LOGGED_UNCERTIFIED;
             pthread_mutex_unlock(&e->mu);
+            if (refused)
+                gsp_vouch_refused_(e, m->node_id, url, refused,
+                                   certified ? "not in allowed_node_ids" : verr.msg);
             continue;
         }
         if (p == NULL) {
@@ -366,14 +407,24 @@ void gsp_members_adopt_(struct gsp_engine *e, const struct gsp_member *ms, size_
             gsp_peer_gc_(e, pu);
         }
         if (!seeded)
-            p->src |= PEER_LEARNED;
+            p->src |= PEER_LEARNED | (certified ? PEER_CERTIFIED : 0u);
         if (url[0] && (p->url[0] == '\0' || !(p->src & PEER_CONFIGURED)))
             snprintf(p->url, sizeof(p->url), "%s", url);
+        was_pinned = p->pinned;
         if (!p->pinned || memcmp(p->sig_pub, m->sig_pub, CRY_P256_PUB_BYTES) != 0 ||
             memcmp(p->kem_pk, m->kem_pk, CRY_XWING_PK_BYTES) != 0) {
             rc = gsp_peer_pin_(e, p, m->kem_pk, m->sig_pub, &err);
-            persist = rc == 0 && seeded;
-            if (rc == 0)
+            /* Seeds follow rotations in gossip_peers; so do certified
+             * pins already stored there (the upsert never turns a seed
+             * row into a certified one). */
+            persist = rc == 0 && (seeded || (certified && was_pinned));
+            if (rc == 0 && certified && !seeded && !was_pinned)
+                p->introduce = e->vouch_cert != NULL;
+            if (rc == 0 && certified && !seeded && !was_pinned)
+                ut_log(UT_LOG_INFO, e->log_module, "certified peer pinned",
+                       UT_LF_S("peer", gsp_peer_label_(p)), UT_LF_S("node_id", m->node_id),
+                       UT_LF_S("source", "cluster_nodes"));
+            else if (rc == 0)
                 ut_log(UT_LOG_INFO, e->log_module,
                        seeded ? "peer keys rotated" : "learned peer pinned",
                        UT_LF_S("peer", m->node_id), UT_LF_S("url", p->url));
@@ -382,11 +433,12 @@ void gsp_members_adopt_(struct gsp_engine *e, const struct gsp_member *ms, size_
                        UT_LF_S("peer", m->node_id), UT_LF_S("error", err.msg));
         }
         if (rc < 0 && !p->pinned) {
-            p->src &= ~(unsigned)PEER_LEARNED;
+            p->src &= ~(unsigned)(PEER_LEARNED | PEER_CERTIFIED);
             gsp_peer_gc_(e, p);
         }
         pthread_mutex_unlock(&e->mu);
-        if (persist && gsp_peers_persist_(e, m->node_id, url, m->kem_pk, m->sig_pub, &err) < 0)
+        if (persist && gsp_peers_persist_(e, m->node_id, url, m->kem_pk, m->sig_pub,
+                                          seeded ? NULL : m->cert, &err) < 0)
             ut_log(UT_LOG_WARN, e->log_module, "cannot store rotated peer keys",
                    UT_LF_S("peer", m->node_id), UT_LF_S("error", err.msg));
     }
@@ -418,13 +470,29 @@ static int publish_self(struct gsp_engine *e, struct ut_err *err)
     size_t len = 0;
     int rc;
 
+    /* A held certification that still verifies is kept: certifications
+     * may be randomized (ECDSA), and a new one at every start would
+     * rewrite the entry every time for nothing. */
     if (held != NULL && strcmp(held->url, e->self_url) == 0 &&
         memcmp(held->sig_pub, e->self_pub, CRY_P256_PUB_BYTES) == 0 &&
-        memcmp(held->kem_pk, e->self_kem, CRY_XWING_PK_BYTES) == 0)
+        memcmp(held->kem_pk, e->self_kem, CRY_XWING_PK_BYTES) == 0 &&
+        (e->vouch_cert == NULL ||
+         gsp_vouch_check_(e, e->self_id, e->self_kem, e->self_pub, held->cert, NULL) == 0)) {
+        /* Ours is the one published: kem-info serves the same string as
+         * the entry, stable across restarts. */
+        if (e->vouch_cert != NULL && strcmp(e->vouch_cert, held->cert) != 0) {
+            char *keep = strdup(held->cert);
+
+            if (keep == NULL)
+                return -ENOMEM;
+            free(e->vouch_cert);
+            e->vouch_cert = keep;
+        }
         return 0;
+    }
     if (held != NULL && held->ts >= ts)
         ts = held->ts + 1;
-    rc = gsp_member_make(e->id, NULL, e->self_url, ts, &json, &len, err);
+    rc = gsp_member_make(e->id, NULL, e->self_url, ts, e->vouch_cert, &json, &len, err);
     if (rc < 0)
         return rc;
     c.json = json;
@@ -434,6 +502,12 @@ static int publish_self(struct gsp_engine *e, struct ut_err *err)
         rc = gsp_member_parse((const uint8_t *)json, len, &mine, err);
     if (rc == 0)
         rc = gsp_member_store_(e, &mine);
+    if (rc == 0) {
+        free(e->self_entry);
+        e->self_entry = json;
+        e->self_entry_len = len;
+        json = NULL;
+    }
     free(json);
     return rc;
 }
@@ -480,6 +554,19 @@ int gsp_members_init_(struct gsp_engine *e, struct ut_err *err)
         }
         all[n++] = m;
         gsp_member_store_(e, &m);
+        if (strcmp(key, e->self_id) == 0) {
+            /* Ours as held: what we introduce ourselves with. */
+            size_t vl = (size_t)sqlite3_column_bytes(st, 1);
+            char *copy = malloc(vl + 1);
+
+            if (copy != NULL) {
+                memcpy(copy, v, vl);
+                copy[vl] = '\0';
+                free(e->self_entry);
+                e->self_entry = copy;
+                e->self_entry_len = vl;
+            }
+        }
     }
     sqlite3_reset(st);
     if (rc != SQLITE_DONE) {

@@ -1,7 +1,8 @@
 /*
  * peers.c - the peer table: configured URLs, seeded (admin-pinned) nodes
- * persisted in the node-local table gossip_peers, URL resolution, peer
- * list reloads. Learned nodes are added by members.c.
+ * persisted in the node-local table gossip_peers (with the certified pins
+ * of vouch.c, re-checked at load), URL resolution, peer list reloads.
+ * Learned nodes are added by members.c.
  *
  * A record is one node (node_id set) or one configured URL whose node id
  * is not known yet (node_id ""). Resolution merges the two. Records are
@@ -19,12 +20,16 @@
 #include "util/b64.h"
 #include "util/log.h"
 
+/* certification: '' for an administrator's seed, else the certification
+ * a certified pin was made on (re-checked at every start). Added after the
+ * first release: older tables gain the column at start (add_cert_column). */
 static const char peers_sql[] = "CREATE TABLE IF NOT EXISTS gossip_peers ("
                                 " node_id TEXT PRIMARY KEY NOT NULL,"
                                 " url TEXT NOT NULL DEFAULT '',"
                                 " kem_public_key BLOB NOT NULL,"
                                 " signing_public_key BLOB NOT NULL,"
-                                " seeded_ms INTEGER NOT NULL)";
+                                " seeded_ms INTEGER NOT NULL,"
+                                " certification TEXT NOT NULL DEFAULT '')";
 
 int gsp_url_norm_(const char *url, char out[GSP_URL_MAX])
 {
@@ -149,6 +154,33 @@ int gsp_peer_pin_(struct gsp_engine *e, struct gsp_peer *p, const uint8_t *kem,
 
 /* ---- gossip_peers ---- */
 
+/* Adds the certification column to a table made by an earlier version. */
+static int add_cert_column(sqlite3 *db, struct ut_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int has = 0;
+
+    if (sqlite3_prepare_v2(db, "PRAGMA table_info(gossip_peers)", -1, &st, NULL) != SQLITE_OK) {
+        ut_err_set(err, "gossip_peers: %s", sqlite3_errmsg(db));
+        return store_sqlite_errno(sqlite3_errcode(db));
+    }
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        const char *name = (const char *)sqlite3_column_text(st, 1);
+
+        has |= name != NULL && strcmp(name, "certification") == 0;
+    }
+    sqlite3_finalize(st);
+    if (has)
+        return 0;
+    if (sqlite3_exec(db,
+                     "ALTER TABLE gossip_peers ADD COLUMN certification TEXT NOT NULL DEFAULT ''",
+                     NULL, NULL, NULL) != SQLITE_OK) {
+        ut_err_set(err, "gossip_peers: adding the certification column: %s", sqlite3_errmsg(db));
+        return store_sqlite_errno(sqlite3_errcode(db));
+    }
+    return 0;
+}
+
 static int create_job(sqlite3 *db, void *arg, struct ut_err *err)
 {
     (void)arg;
@@ -156,28 +188,33 @@ static int create_job(sqlite3 *db, void *arg, struct ut_err *err)
         ut_err_set(err, "gossip_peers: %s", sqlite3_errmsg(db));
         return store_sqlite_errno(sqlite3_errcode(db));
     }
-    return 0;
+    return add_cert_column(db, err);
 }
 
 struct persist_ctx {
     struct gsp_engine *e;
     const char *node_id, *url;
     const uint8_t *kem, *sig;
+    const char *cert; /* NULL: a seed */
     uint64_t now;
 };
 
 static int persist_job(sqlite3 *db, void *arg, struct ut_err *err)
 {
     struct persist_ctx *c = arg;
+    /* A seed replaces any row; a certified pin never replaces a seed. */
     sqlite3_stmt *st =
         store_stmt(c->e->store, db,
                    "INSERT INTO gossip_peers(node_id, url, kem_public_key,"
-                   " signing_public_key, seeded_ms) VALUES(?1, ?2, ?3, ?4, ?5)"
+                   " signing_public_key, seeded_ms, certification)"
+                   " VALUES(?1, ?2, ?3, ?4, ?5, ?6)"
                    " ON CONFLICT(node_id) DO UPDATE SET"
                    " url = CASE WHEN excluded.url = '' THEN url ELSE excluded.url END,"
                    " kem_public_key = excluded.kem_public_key,"
                    " signing_public_key = excluded.signing_public_key,"
-                   " seeded_ms = excluded.seeded_ms",
+                   " seeded_ms = excluded.seeded_ms,"
+                   " certification = excluded.certification"
+                   " WHERE excluded.certification = '' OR gossip_peers.certification <> ''",
                    err);
     int rc;
 
@@ -188,6 +225,7 @@ static int persist_job(sqlite3 *db, void *arg, struct ut_err *err)
     sqlite3_bind_blob(st, 3, c->kem, CRY_XWING_PK_BYTES, SQLITE_STATIC);
     sqlite3_bind_blob(st, 4, c->sig, CRY_P256_PUB_BYTES, SQLITE_STATIC);
     sqlite3_bind_int64(st, 5, (sqlite3_int64)c->now);
+    sqlite3_bind_text(st, 6, c->cert ? c->cert : "", -1, SQLITE_STATIC);
     rc = sqlite3_step(st);
     sqlite3_reset(st);
     if (rc != SQLITE_DONE) {
@@ -198,9 +236,17 @@ static int persist_job(sqlite3 *db, void *arg, struct ut_err *err)
 }
 
 int gsp_peers_persist_(struct gsp_engine *e, const char *node_id, const char *url,
-                       const uint8_t *kem, const uint8_t *sig_pub, struct ut_err *err)
+                       const uint8_t *kem, const uint8_t *sig_pub, const char *cert,
+                       struct ut_err *err)
 {
-    struct persist_ctx c = {e, node_id, url, kem, sig_pub, gsp_now_(e)};
+    struct persist_ctx c = {e,          node_id, url, kem, sig_pub, cert && cert[0] ? cert : NULL,
+                            gsp_now_(e)};
+
+    if (cert != NULL && cert[0] == '\0') {
+        ut_err_set(err, "gossip_peers: a certified pin of \"%s\" without its certification",
+                   node_id);
+        return -EINVAL;
+    }
 
     return store_write(e->store, persist_job, &c, err);
 }
@@ -218,8 +264,8 @@ int gsp_peers_load_(struct gsp_engine *e, struct ut_err *err)
     if (db == NULL)
         return -EIO;
     st = store_stmt(e->store, db,
-                    "SELECT node_id, url, kem_public_key, signing_public_key FROM gossip_peers"
-                    " ORDER BY node_id",
+                    "SELECT node_id, url, kem_public_key, signing_public_key, certification"
+                    " FROM gossip_peers ORDER BY node_id",
                     err);
     if (st == NULL)
         return -EIO;
@@ -228,6 +274,7 @@ int gsp_peers_load_(struct gsp_engine *e, struct ut_err *err)
         const char *url = (const char *)sqlite3_column_text(st, 1);
         const void *kem = sqlite3_column_blob(st, 2);
         const void *sig = sqlite3_column_blob(st, 3);
+        const char *cert = (const char *)sqlite3_column_text(st, 4);
         struct ut_err perr = {{0}};
         struct gsp_peer *p;
 
@@ -243,6 +290,14 @@ int gsp_peers_load_(struct gsp_engine *e, struct ut_err *err)
                    UT_LF_S("peer", id));
             continue;
         }
+        /* A certified pin holds only while its certification verifies
+         * (the cluster's CA may have changed since). */
+        if (cert != NULL && cert[0] && gsp_vouch_check_(e, id, kem, sig, cert, &perr) < 0) {
+            ut_log(UT_LOG_WARN, e->log_module,
+                   "gossip_peers: stored certification no longer verifies; not trusted",
+                   UT_LF_S("peer", id), UT_LF_S("reason", perr.msg));
+            continue;
+        }
         p = gsp_peer_add_(e);
         if (p == NULL) {
             oom = 1;
@@ -251,7 +306,7 @@ int gsp_peers_load_(struct gsp_engine *e, struct ut_err *err)
         snprintf(p->node_id, sizeof(p->node_id), "%s", id);
         if (url != NULL && url[0])
             gsp_url_norm_(url, p->url);
-        p->src = PEER_SEEDED;
+        p->src = cert != NULL && cert[0] ? PEER_CERTIFIED : PEER_SEEDED;
         if (gsp_peer_pin_(e, p, kem, sig, &perr) < 0) {
             ut_log(UT_LOG_WARN, e->log_module, "gossip_peers: cannot pin stored keys",
                    UT_LF_S("peer", id), UT_LF_S("error", perr.msg));
@@ -487,7 +542,7 @@ int gsp_engine_seed(struct gsp_engine *e, const char *kem_info_json, size_t len,
     pthread_mutex_unlock(&e->mu);
     if (rc < 0)
         goto out;
-    rc = gsp_peers_persist_(e, id, norm, kem, sig, err);
+    rc = gsp_peers_persist_(e, id, norm, kem, sig, NULL, err);
     if (rc < 0)
         goto out;
     ut_log(UT_LOG_INFO, e->log_module, "peer seeded", UT_LF_S("peer", id), UT_LF_S("url", norm));

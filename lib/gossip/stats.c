@@ -103,6 +103,18 @@ out:
     return o;
 }
 
+/* How a pinned peer came to be trusted (engine.h, status). */
+static const char *pinned_by(const struct gsp_peer *p)
+{
+    if (!p->pinned)
+        return "";
+    if (p->src & PEER_SEEDED)
+        return "seed";
+    if ((p->src & PEER_CERTIFIED) && (p->src & PEER_CONFIGURED))
+        return "config+certification";
+    return "learned";
+}
+
 json_t *gsp_engine_status(struct gsp_engine *e)
 {
     json_t *root = json_object(), *peers = json_array();
@@ -126,6 +138,8 @@ json_t *gsp_engine_status(struct gsp_engine *e)
         json_object_set_new(o, "node_id", json_string(p->node_id));
         json_object_set_new(o, "url", json_string(p->url));
         json_object_set_new(o, "pinned", json_boolean(p->pinned));
+        json_object_set_new(o, "pinned_by", json_string(pinned_by(p)));
+        json_object_set_new(o, "certified", json_boolean(p->pinned && (p->src & PEER_CERTIFIED)));
         json_object_set_new(o, "configured", json_boolean(p->src & PEER_CONFIGURED));
         json_object_set_new(o, "seeded", json_boolean(p->src & PEER_SEEDED));
         json_object_set_new(o, "learned", json_boolean(p->src & PEER_LEARNED));

@@ -33,7 +33,7 @@
 #include "util/err.h"
 
 struct http_server; /* opaque */
-struct http_req;    /* opaque; valid only during the handler call */
+struct http_req;    /* opaque; valid only during the handler call (see http_req_forward) */
 
 enum http_method {
     HTTP_GET = 1 << 0,
@@ -86,13 +86,17 @@ const char *http_req_query(const struct http_req *r, const char *name); /* ?name
 const char *http_req_header(const struct http_req *r, const char *name);
 const char *http_req_peer(const struct http_req *r); /* remote address text */
 int http_req_is_tls(const struct http_req *r);
+/* The server whose listener accepted r (to tell listeners apart when one
+ * handler is routed on several servers). */
+const struct http_server *http_req_server(const struct http_req *r);
 /* The body (not NUL-terminated; *len 0 when absent). Pointer valid during
  * the handler. */
 const unsigned char *http_req_body(struct http_req *r, size_t *len);
 
 /* ---- replies (exactly one per request) ----
- * A handler that returns without replying gets a 500 sent for it; a second
- * reply is ignored (both are logged). Content-Type and Content-Length are
+ * A handler that returns without replying gets a 500 sent for it (unless
+ * it handed the request to http_req_forward); a second reply is ignored
+ * (both are logged). Content-Type and Content-Length are
  * always set, except for 204 and 304 which never carry a body. */
 void http_add_header(struct http_req *r, const char *name, const char *value);
 void http_reply(struct http_req *r, int status, const char *content_type, const void *body,
@@ -101,6 +105,57 @@ void http_reply(struct http_req *r, int status, const char *content_type, const 
 void http_reply_json(struct http_req *r, int status, json_t *j);
 /* {"error": code, "error_description": desc} (RFC 6749 shape). */
 void http_reply_error(struct http_req *r, int status, const char *code, const char *desc);
+
+/* ---- forwarding a request to another server (proxy.c) ----
+ *
+ * http_req_forward() replays r to base_url asynchronously, on the worker's
+ * own event loop (the handler returns at once; no thread blocks): the same
+ * method, request target (raw path and query, appended to base_url's own
+ * path), body and end-to-end headers, plus `headers`. The upstream's
+ * status, headers (minus hop-by-hop ones; Content-Length recomputed,
+ * except for HEAD which keeps the upstream's) and body then become r's
+ * reply. Only plain http:// base URLs (internal listeners); https:// is
+ * refused with -EPROTONOSUPPORT. Host names resolve asynchronously.
+ *
+ * Request headers not passed on: hop-by-hop ones (Connection and the names
+ * it lists, Keep-Alive, TE, Trailer, Transfer-Encoding, Upgrade,
+ * Proxy-*), Host (set to the upstream's), Content-Length (recomputed),
+ * Expect, every name in drop_headers, and every name that `headers` sets
+ * (so a client cannot smuggle a value for a header the caller sets).
+ *
+ * Ownership: on 0 the reply is pending. The handler must return without
+ * replying (replies through r are ignored and logged); it may still read r
+ * until it returns. r's state lives on in a heap copy until the reply is
+ * sent. On a negative return (bad URL, https, out of memory; err says
+ * which) nothing happened and the handler still owns r and must reply.
+ *
+ * Failure after 0 (connection refused or reset, malformed or oversized
+ * answer, the deadline passed): on_fail runs on the worker with that copy
+ * of r and must reply through it (http_reply & co.; http_req_* accessors
+ * work). status is the suggested one: 504 when timeout_ms passed, else
+ * 502; why is a short text naming the upstream and the cause. Without
+ * on_fail, or when it does not reply, r gets http_reply_error(status,
+ * "bad_gateway" | "gateway_timeout", why).
+ *
+ * Shutdown: http_server_stop() lets pending forwards finish like any
+ * in-flight request (up to timeout_secs); past that deadline they are
+ * cancelled without a reply and their connections closed.
+ */
+typedef void (*http_forward_fail_fn)(struct http_req *r, int status, const char *why, void *arg);
+
+struct http_forward_opts {
+    const char *const *headers;      /* extra "Name: value" lines, NULL-terminated, or NULL */
+    const char *const *drop_headers; /* request header names not to pass on, or NULL */
+    int timeout_ms;                  /* the whole exchange; 0: 10000 */
+    size_t max_response_bytes;       /* upstream body cap; 0: 16 MiB (over it: 502) */
+    http_forward_fail_fn on_fail;    /* NULL: 502/504 JSON error */
+    void *arg;
+};
+int http_req_forward_opts(struct http_req *r, const char *base_url,
+                          const struct http_forward_opts *o, struct ut_err *err);
+/* The same with only extra headers and a timeout (0: 10000 ms). */
+int http_req_forward(struct http_req *r, const char *base_url, const char *const *extra_headers,
+                     int timeout_ms, struct ut_err *err);
 
 /* ---- body helpers (also fuzzed) ---- */
 /* Parses a JSON object body. Errors: not JSON, not an object, too deep

@@ -12,6 +12,9 @@
 #include "http/http.h"
 
 struct evhttp_request;
+struct event_base;
+struct evdns_base;
+struct worker; /* server.c: one event loop thread */
 
 /* Hard limits of the router (checked at registration). */
 #define HTTP_ROUTE_MAX_SEGS 32
@@ -55,10 +58,16 @@ struct http_param {
 /*
  * Per-request state. Lives on the dispatching worker's stack for exactly the
  * duration of the handler call; every pointer handed to the handler dies
- * with it.
+ * with it. Exception: a deferred reply (proxy.c) moves the state into a heap
+ * copy that lives until the reply is sent; the stack copy is then marked
+ * handed_off (it still reads the same memory until the handler returns, but
+ * replies through it are ignored and req_cleanup leaves the memory alone).
  */
 struct http_req {
     struct evhttp_request *ev;
+    struct http_server *srv; /* the server that accepted it */
+    struct worker *w;        /* the worker running it */
+    int handed_off;          /* ownership moved to a deferred reply */
     enum http_method method;
     int is_tls;
     int closing;             /* server is draining: reply with Connection: close */
@@ -78,7 +87,28 @@ struct http_req {
  * parses the query. On failure returns -EINVAL with err naming the problem
  * (the caller answers 400). */
 int req_prepare(struct http_req *r, struct ut_err *err);
+/* Frees what req_prepare allocated (nothing when handed_off). */
 void req_cleanup(struct http_req *r);
+
+/*
+ * Deferred replies (server.c keeps the list, proxy.c makes them). A request
+ * whose reply is sent on a later loop turn registers here so that a worker
+ * freed with the reply still pending (stop deadline passed, loop broken)
+ * can cancel it: cancel() runs on the stopping thread after the worker's
+ * thread was joined and before the worker's evhttp and event_base are
+ * freed; it must release its own libevent objects and memory, and must not
+ * reply (the inbound connection is about to be closed).
+ */
+struct http_deferred {
+    struct http_deferred *prev, *next;
+    void (*cancel)(struct http_deferred *d);
+};
+void http_worker_defer_(struct worker *w, struct http_deferred *d);
+void http_worker_undefer_(struct worker *w, struct http_deferred *d);
+struct event_base *http_worker_base_(struct worker *w);
+/* The worker's asynchronous resolver, made on first use; NULL when it
+ * cannot be made (the caller then resolves synchronously). */
+struct evdns_base *http_worker_dns_(struct worker *w);
 /* Allow header value for a method mask ("GET, HEAD, POST"). */
 void http_methods_str(int mask, char *out, size_t outsz);
 const char *http_method_name(enum http_method m);

@@ -124,6 +124,8 @@ nomem:
 
 void req_cleanup(struct http_req *r)
 {
+    if (r->handed_off) /* the deferred copy owns the memory now */
+        return;
     free(r->path);
     free(r->segbuf);
     free(r->segs);
@@ -174,6 +176,11 @@ const char *http_req_peer(const struct http_req *r)
 int http_req_is_tls(const struct http_req *r)
 {
     return r->is_tls;
+}
+
+const struct http_server *http_req_server(const struct http_req *r)
+{
+    return r->srv;
 }
 
 const unsigned char *http_req_body(struct http_req *r, size_t *len)
@@ -293,7 +300,7 @@ static void remove_all(struct evkeyvalq *h, const char *name)
 
 void http_add_header(struct http_req *r, const char *name, const char *value)
 {
-    if (r->replied) {
+    if (r->replied || r->handed_off) {
         ut_log(UT_LOG_ERROR, "http", "header added after the reply; ignored",
                UT_LF_S("header", name));
         return;
@@ -311,8 +318,10 @@ void http_reply(struct http_req *r, int status, const char *content_type, const 
     char clen[32];
     int no_body;
 
-    if (r->replied) {
-        ut_log(UT_LOG_ERROR, "http", "second reply to one request ignored",
+    if (r->replied || r->handed_off) {
+        ut_log(UT_LOG_ERROR, "http",
+               r->handed_off ? "reply to a forwarded request ignored"
+                             : "second reply to one request ignored",
                UT_LF_S("path", http_req_path(r)), UT_LF_I("status", status));
         return;
     }
@@ -353,6 +362,12 @@ void http_reply(struct http_req *r, int status, const char *content_type, const 
         remove_all(h, "Content-Length");
         evhttp_add_header(h, "Content-Length", "0");
         status = 500;
+    }
+    /* A deferred reply may find its client gone: evhttp then detached the
+     * request from the connection, and sending frees it. */
+    if (evhttp_request_get_connection(r->ev) == NULL) {
+        evhttp_send_reply(r->ev, status, reason_phrase(status), NULL);
+        return;
     }
     evhttp_send_reply(r->ev, status, reason_phrase(status), NULL);
     coalesce_output(r);

@@ -39,6 +39,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
+#include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
@@ -85,6 +86,9 @@ struct worker {
     int stopping;
     struct conn **tab; /* hash of struct conn by evcon; power-of-two size */
     size_t tabsz, nconn;
+    struct http_deferred *deferred; /* replies pending on a later loop turn */
+    struct evdns_base *dns;         /* made on first use (proxy.c) */
+    int dns_failed;
 };
 
 enum { SRV_NEW, SRV_RUNNING, SRV_STOPPED };
@@ -301,6 +305,8 @@ static void on_request(struct evhttp_request *ev, void *arg)
 
     memset(&r, 0, sizeof(r));
     r.ev = ev;
+    r.srv = s;
+    r.w = w;
     r.method = map_method(evhttp_request_get_command(ev));
     r.is_tls = s->ssl != NULL;
     r.closing = w->stopping;
@@ -339,7 +345,7 @@ static void on_request(struct evhttp_request *ev, void *arg)
     } else {
         router_dispatch(&s->rt, &r);
     }
-    if (!r.replied) {
+    if (!r.replied && !r.handed_off) {
         ut_log(UT_LOG_ERROR, "http", "handler did not reply", UT_LF_S("path", http_req_path(&r)));
         http_reply_error(&r, 500, "server_error", NULL);
     }
@@ -727,9 +733,62 @@ static int worker_init(struct http_server *s, struct worker *w, int lfd, struct 
     return 0;
 }
 
+/* ---- deferred replies (worker thread, except cancel in worker_free) ---- */
+
+void http_worker_defer_(struct worker *w, struct http_deferred *d)
+{
+    d->prev = NULL;
+    d->next = w->deferred;
+    if (w->deferred)
+        w->deferred->prev = d;
+    w->deferred = d;
+}
+
+void http_worker_undefer_(struct worker *w, struct http_deferred *d)
+{
+    if (d->prev)
+        d->prev->next = d->next;
+    else if (w->deferred == d)
+        w->deferred = d->next;
+    if (d->next)
+        d->next->prev = d->prev;
+    d->prev = d->next = NULL;
+}
+
+struct event_base *http_worker_base_(struct worker *w)
+{
+    return w->base;
+}
+
+struct evdns_base *http_worker_dns_(struct worker *w)
+{
+    if (w->dns == NULL && !w->dns_failed) {
+        /* Reads /etc/resolv.conf and /etc/hosts; with DISABLE_WHEN_INACTIVE
+         * its sockets leave the loop when no lookup is pending, so an idle
+         * resolver never keeps a draining worker alive. */
+        w->dns = evdns_base_new(w->base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
+                                             EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+        if (w->dns == NULL) {
+            w->dns_failed = 1;
+            ut_log(UT_LOG_WARN, "http", "no asynchronous resolver; names resolve synchronously");
+        }
+    }
+    return w->dns;
+}
+
 /* Only once the worker's thread is gone (or never started). */
 static void worker_free(struct worker *w)
 {
+    /* Replies still pending (the loop was cut at the stop deadline): their
+     * outbound work goes first, then the connections they answer. */
+    while (w->deferred) {
+        struct http_deferred *d = w->deferred;
+
+        http_worker_undefer_(w, d);
+        d->cancel(d);
+    }
+    if (w->dns)
+        evdns_base_free(w->dns, 0);
     if (w->http)
         evhttp_free(w->http); /* closes what is left; on_conn_close() untracks */
     if (w->resume_ev)

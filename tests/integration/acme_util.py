@@ -26,10 +26,12 @@ import base64
 import contextlib
 import hashlib
 import hmac
+import http.server
 import json
 import os
 import shutil
 import subprocess
+import threading
 import time
 
 import requests
@@ -358,3 +360,41 @@ def challtestsrv(directory, serve=False):
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait()
+
+
+class Http01Responder(http.server.ThreadingHTTPServer):
+    """An http-01 responder on 127.0.0.1:port (0: any free port, see .port):
+    GET /.well-known/acme-challenge/<token> answers answers[token] (the key
+    authorization), anything else 404. Serves from a daemon thread; close()
+    stops it."""
+
+    def __init__(self, port=0):
+        self.answers = {}
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                tok = self.path.rsplit("/", 1)[-1]
+                body = outer.answers.get(tok)
+                if not self.path.startswith("/.well-known/acme-challenge/") or body is None:
+                    self.send_response(404)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body.encode())
+
+            def log_message(self, *a):
+                pass
+
+        super().__init__(("127.0.0.1", port), Handler)
+        self.port = self.server_address[1]
+        self.thread = threading.Thread(target=self.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.shutdown()
+        self.server_close()

@@ -22,13 +22,11 @@ stored identifiers)."""
 import base64
 import concurrent.futures
 import hashlib
-import http.server
 import ipaddress
 import json
 import re
 import sqlite3
 import subprocess
-import threading
 import time
 
 import acme_util
@@ -96,32 +94,7 @@ class Db:
         return json.loads(row[0]) if row else None
 
 
-class ChallengeServer(http.server.ThreadingHTTPServer):
-    """http-01 responder: token -> key authorization."""
-
-    def __init__(self, port):
-        self.answers = {}
-        outer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                tok = self.path.rsplit("/", 1)[-1]
-                body = outer.answers.get(tok)
-                if not self.path.startswith("/.well-known/acme-challenge/") or body is None:
-                    self.send_response(404)
-                    self.end_headers()
-                    return
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body.encode())
-
-            def log_message(self, *a):
-                pass
-
-        super().__init__(("127.0.0.1", port), Handler)
-        threading.Thread(target=self.serve_forever, daemon=True).start()
+ChallengeServer = acme_util.Http01Responder
 
 
 @pytest.fixture(scope="module")

@@ -25,6 +25,29 @@
 #include "gossip/nodeid.h"
 #include "util/log.h"
 
+/* A fresh temporary folder per test group (g_dir), removed afterwards.
+ * GSP_TEST_DIR_PREFIX names it ("/tmp/test-gsp" unless defined first). */
+#ifndef GSP_TEST_DIR_PREFIX
+#define GSP_TEST_DIR_PREFIX "/tmp/test-gsp"
+#endif
+static char g_dir[64];
+
+static int __attribute__((unused)) setup_dir(void **state)
+{
+    (void)state;
+    strcpy(g_dir, GSP_TEST_DIR_PREFIX "-XXXXXX");
+    return mkdtemp(g_dir) ? 0 : -1;
+}
+
+static int __attribute__((unused)) teardown_dir(void **state)
+{
+    char cmd[128];
+
+    (void)state;
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", g_dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
 #define T_EPOCH_MS 1767225600000ull /* 2026-01-01T00:00:00Z */
 
 static uint64_t g_now __attribute__((unused)) = T_EPOCH_MS;
@@ -48,6 +71,10 @@ struct tnode {
     unsigned skip_max;
     int sessions;
     uint64_t max_skew_ms;
+    /* vouching (engine.h); NULL: none */
+    const char *vouch_cert;
+    gsp_vouch_fn vouch_verify;
+    void *vouch_arg;
 };
 
 static const struct crdt_table_def t_tables[] = {
@@ -120,6 +147,9 @@ static inline void tn_open(struct tnode *n)
     eo.sessions = n->sessions;
     eo.clock = t_clock;
     eo.clock_arg = n;
+    eo.vouch_cert = n->vouch_cert;
+    eo.vouch_verify = n->vouch_verify;
+    eo.vouch_arg = n->vouch_arg;
     if (gsp_engine_new(&n->e, &eo, &err) < 0)
         fail_msg("gsp_engine_new %s: %s", n->id, err.msg);
 }
