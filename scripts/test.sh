@@ -3,7 +3,8 @@
 # needs, builds twice (normal, ASan+UBSan), runs the unit tests under both,
 # the toml-test conformance suite under both, the ML-KEM constant-time and
 # interop checks, each fuzzer for a few seconds, the integration tests, and
-# the spec's three-node cluster demo. The last line is "N passed, N failed".
+# the spec's three-node cluster demo and akamu's cluster demo behind nginx.
+# The last line is "N passed, N failed".
 #
 # Env: SHARED_DIR (default ../shared), FUZZ_SECONDS (default 10),
 #      SKIP_DEPS=1 to skip the package check.
@@ -119,6 +120,19 @@ if [ -x build/daemons/ahdapa/ahdapa ]; then
   fi
 else
   add 0 1 "cluster demo (no build)"
+fi
+
+echo "== akamu's cluster demo behind nginx (certbot, lego, kill -9, a fourth node)"
+if [ -x build/daemons/akamu/akamu ]; then
+  if AKAMU_BIN="$ROOT/build/daemons/akamu/akamu" contrib/demo/acme-cluster/run.sh \
+       >"$LOG/acme-cluster-demo.log" 2>&1; then
+    add 1 0 "acme cluster demo (contrib/demo/acme-cluster/run.sh)"
+  else
+    tail -60 "$LOG/acme-cluster-demo.log"
+    add 0 1 "acme cluster demo (contrib/demo/acme-cluster/run.sh)"
+  fi
+else
+  add 0 1 "acme cluster demo (no build)"
 fi
 
 [ -z "$FAILED" ] || echo "failed parts:$FAILED"
