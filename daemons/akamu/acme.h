@@ -114,7 +114,8 @@ int akm_each(struct akamu *k, const char *tbl, const char *field, const char *va
  *  orders          id -> {"id","account","status","expires","identifiers":[{type,value}],
  *                         "authorizations":[authz ids],"not_before"?,"not_after"?,
  *                         "error"?,"certificate"? (cert id),"created_at","finalized_by"? (node id),
- *                         "finalized_at"? (processing since)}
+ *                         "finalized_at"? (processing since),"lease_epoch"? (the
+ *                         finalizer's order lease epoch, lease.c)}
  *  authorizations  id -> {"id","account","order","identifier":{type,value},"wildcard":bool,
  *                         "status","expires","challenges":[chall ids]}
  *  challenges      id -> {"id","authz","account","type","token","status",
@@ -133,6 +134,10 @@ struct evp_pkey_st;
 enum akm_auth_mode {
     AKM_AUTH_JWK = 1, /* newAccount, revokeCert by certificate key */
     AKM_AUTH_KID = 2, /* everything else */
+    /* With tbl/id: a request with a payload works on the order of tbl/id
+     * (a challenge response, finalize) and goes to the order's owner
+     * (lease.c, akm_route_work). */
+    AKM_AUTH_WORK = 4,
 };
 struct akm_ctx {
     struct akm_jws *jws; /* the parsed request */
@@ -213,6 +218,10 @@ enum akm_hop {
     AKM_HOP_CLIENT = 0,   /* from a client (anything on the public listener) */
     AKM_HOP_NONCE = 1,    /* forwarded to us as the nonce's issuer; nonce unspent */
     AKM_HOP_REDEEMED = 2, /* forwarded with the nonce already redeemed: skip it */
+    /* Run again here after the order's owner did not answer (lease.c): the
+     * nonce was redeemed here, nothing is forwarded any more. Compare with
+     * >= AKM_HOP_REDEEMED for "nonce already redeemed, never forward". */
+    AKM_HOP_TAKEOVER = 3,
 };
 enum akm_fwd_kind {
     AKM_FWD_NONCE = 1, /* to the nonce's issuer, nonce unspent; failure -> badNonce */
@@ -225,6 +234,10 @@ void akm_node_tag(const char *node_id, char out[AKM_TAG_LEN + 1]);
 int akm_id_tag(const char *id, char out[AKM_TAG_LEN + 1]);
 /* Where r stands: the forwarding headers count only on the admin listener. */
 enum akm_hop akm_fwd_hop(const struct akamu *k, struct http_req *r);
+/* 1 (logged) when r was forwarded to us and arrived after the deadline
+ * its sender set (X-Akamu-Forward-Deadline, + 1 s for clock differences):
+ * the sender has answered its client already; refuse it. */
+int akm_fwd_late(struct akamu *k, struct http_req *r);
 /* Forwards r to the node whose tag is tag: 1 when the reply is pending
  * (the handler must return without replying), 0 when not possible (our
  * own or an unknown tag, single-node mode, a hop too many, a start
@@ -234,6 +247,127 @@ int akm_forward(struct akamu *k, struct http_req *r, const char *tag, enum akm_f
 /* AKM_FWD_OWNER forward when tbl/id is not here and another node made it
  * (call only once the nonce is redeemed): 1 forwarded, 0 not. */
 int akm_forward_absent(struct akamu *k, struct http_req *r, const char *tbl, const char *id);
+/* An AKM_FWD_OWNER forward of a request that works on an order (nonce
+ * redeemed) to the node whose tag is tag; when that node does not answer,
+ * akm_work_unreachable(k, r, work) runs instead of a problem reply.
+ * Returns like akm_forward. */
+struct akm_work {
+    struct akamu *k;
+    const char *tbl; /* "orders" (finalize) | "challenges" (a response) */
+    http_handler fn; /* the resource's handler, run here on a takeover */
+};
+int akm_forward_work(struct akamu *k, struct http_req *r, const char *tag,
+                     const struct akm_work *work, const char *why);
+/* Runs fn(r, k) right here as AKM_HOP_TAKEOVER (akm_fwd_hop says so while
+ * it runs): for the forward-failure path, which owns r. */
+void akm_fwd_run_takeover(struct akamu *k, struct http_req *r, http_handler fn);
+
+/* ---- order ownership (lease.c; docs/acme.md "Order ownership: leases,
+ * takeover and fencing") ----
+ * Whoever validates a challenge of an order or finalizes it holds the
+ * replicated lease "order:<order id>" (lib/crdt leases), taken in the
+ * same store job as the work's first write and checked (owner + epoch,
+ * not expired) in the same store job as its result; released when the
+ * work is over. Requests that start work go to the lease holder, else to
+ * the order's creator (akm_route_work); when that node does not answer,
+ * the request is answered here once the lease is free or expired
+ * (takeover), else 503 with Retry-After until it expires. The lease state
+ * lives in k->leases, made by akm_fwd_new and freed by akm_fwd_free. */
+#define AKM_LEASE_NAME_MAX (6 + AKM_ID_LEN + 1) /* "order:" id */
+struct akm_lease {
+    char owner[CRY_ENV_ID_MAX + 1]; /* "" when free (or never taken) */
+    int64_t expires_ms;             /* unix ms */
+    uint64_t epoch;                 /* 0 when never taken */
+};
+/* What akm_lease_take found and did. */
+struct akm_take {
+    uint64_t epoch;                      /* ours, on success */
+    int renewed;                         /* our live lease, same epoch */
+    char prev_owner[CRY_ENV_ID_MAX + 1]; /* the owner before (may have expired) */
+    uint64_t prev_epoch;
+    int64_t holder_expires_ms; /* -EBUSY: when the holder's lease ends */
+};
+int akm_leases_new(struct akamu *k, struct ut_err *err);
+void akm_leases_free(struct akamu *k);
+void akm_lease_name(const char *order_id, char out[AKM_LEASE_NAME_MAX]);
+/* The wall clock the leases use (the replica's HLC wall clock), unix ms. */
+int64_t akm_lease_now_ms(struct akamu *k);
+/* The order's lease as this node sees it (db NULL: this thread's reader;
+ * else a store job's db). Never taken: 0 with *l zeroed. */
+int akm_lease_get(struct akamu *k, sqlite3 *db, const char *order_id, struct akm_lease *l,
+                  struct ut_err *err);
+/* 1 when l names an owner whose lease has not expired at now_ms. */
+int akm_lease_live(const struct akm_lease *l, int64_t now_ms);
+/* The lease durations: finalization ownership_ttl_secs; a validation at
+ * least its own deadline + 2 s, so that a live owner never loses the
+ * lease while the validation may still run. */
+int64_t akm_lease_ttl_ms(const struct akamu *k, int validation);
+/* Inside a store job: takes (or renews) the order's lease for ttl_ms.
+ * -EBUSY when another node holds it (t->prev_owner, t->holder_expires_ms). */
+int akm_lease_take(struct akamu *k, sqlite3 *db, const char *order_id, int64_t ttl_ms,
+                   struct akm_take *t, struct ut_err *err);
+/* Inside a store job: 0 when we hold the lease with epoch and it has not
+ * expired, else -ESTALE (err says who holds it). */
+int akm_lease_check(struct akamu *k, sqlite3 *db, const char *order_id, uint64_t epoch,
+                    struct ut_err *err);
+/* Inside a store job: frees our lease (keeping its epoch); -ESTALE when
+ * it is not ours with this epoch any more. */
+int akm_lease_release(struct akamu *k, sqlite3 *db, const char *order_id, uint64_t epoch,
+                      struct ut_err *err);
+/* After a successful akm_lease_take: INFO when the lease was taken from
+ * another node ("order lease taken over"). what: "validation"|"finalize". */
+void akm_lease_log_take(const struct akamu *k, const char *order_id, const struct akm_take *t,
+                        const char *what);
+/* The WARN of a result dropped because the lease moved on:
+ * "acme: stale order owner fenced order=... epoch=...". */
+void akm_lease_log_fenced(const char *order_id, uint64_t epoch, const char *what,
+                          const char *object, const char *why);
+/* Whether this node may finalize order_id now: in a cluster, an order
+ * created before this process started only once a gossip exchange
+ * succeeded since (or ownership_ttl_secs after the start, or without
+ * peers), so that a restarted node does not finalize from its stale copy
+ * what another node finalized meanwhile. 1 yes, 0 not yet. */
+int akm_lease_view_fresh(struct akamu *k, const char *order_id);
+/* 503 serverInternal with Retry-After: the seconds until expires_ms (at
+ * least 1): another node holds the order. */
+void akm_reply_lease_busy(struct akamu *k, struct http_req *r, const char *order_id,
+                          const char *holder, int64_t expires_ms);
+
+/* tbl/id as the store job owning db sees it (NULL when absent). */
+json_t *akm_get_in(struct akamu *k, sqlite3 *db, const char *tbl, const char *id);
+/* The order tbl/id works on ("orders": id itself; "challenges": the
+ * challenge's authorization's order) into out; -ENOENT when not here. */
+int akm_work_order(struct akamu *k, const char *tbl, const char *id, char out[AKM_ID_LEN + 1]);
+/* Routing of a request that starts work on an order (AKM_AUTH_WORK, nonce
+ * redeemed): to the live lease holder when that is another node, else
+ * (lease free or expired) to the order's creator when that is another
+ * node. 1 forwarded (return without replying), 0 handle it here. */
+int akm_route_work(struct akamu *k, struct http_req *r, const char *tbl, const char *id);
+/* After akm_lease_take said -EBUSY inside a handler: forwards r to the
+ * holder when the hop allows (1), else replies 503 with Retry-After (0). */
+int akm_forward_holder(struct akamu *k, struct http_req *r, const char *tbl, const char *order_id,
+                       const struct akm_take *t);
+/* forward.c's failure path of akm_forward_work (the node did not answer):
+ * 503 with Retry-After while another node's lease is live, else the
+ * handler runs here (AKM_HOP_TAKEOVER). */
+void akm_work_unreachable(struct akamu *k, struct http_req *r, const struct akm_work *w,
+                          const char *why);
+
+/* Validations queued or running on this node (challenge ids), so that a
+ * read does not take over what this node is still doing. add: 0, -EEXIST
+ * (already there: a claim, so one thread submits it), -ENOMEM. */
+int akm_inflight_add(struct akamu *k, const char *chall_id);
+void akm_inflight_del(struct akamu *k, const char *chall_id);
+int akm_inflight_has(struct akamu *k, const char *chall_id);
+
+/* authz.c: POST /acme/chall/{id} (for the takeover path), and the
+ * takeover of validations left "processing" by an owner that stopped
+ * (its lease free or expired, or ours but not running here): each such
+ * challenge of the authorization is validated again here under a new
+ * tenure of the order's lease. Called when an authorization, one of its
+ * challenges or its pending order is read. */
+void akm_chall_post(struct http_req *r, void *arg);
+void akm_authz_adopt(struct akamu *k, const char *authz_id);
 
 /* ---- validation (validate.c) ---- */
 struct akm_va; /* opaque pool */
@@ -244,6 +378,9 @@ struct akm_va_job {
     char value[256]; /* the identifier (no "*." for wildcards) */
     char token[64];
     char key_auth[160]; /* token "." thumbprint */
+    /* The order lease the result is fenced by (authz.c); "" / 0: none. */
+    char order_id[AKM_ID_LEN + 1];
+    uint64_t epoch;
 };
 /* Called on a pool thread when a job ends. ok: 1 valid, 0 invalid (then
  * problem is an ACME problem object, stolen). */

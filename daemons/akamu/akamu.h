@@ -16,6 +16,7 @@ struct akm_ca;     /* ca.h */
 struct akm_nonces; /* nonce.h */
 struct akm_va;     /* acme.h: the validation pool */
 struct akm_fwd;    /* forward.c: the tag -> peer map */
+struct akm_leases; /* lease.c: order ownership (validations in flight) */
 
 struct akamu {
     struct akamu_cfg *cfg; /* owned */
@@ -33,6 +34,7 @@ struct akamu {
     struct gsp_engine *engine;     /* NULL in single-node mode */
     struct gsp_driver *driver;     /* NULL in single-node mode */
     struct akm_fwd *fwd;           /* cluster forwarding (forward.c) */
+    struct akm_leases *leases;     /* order ownership (lease.c; made with fwd) */
 };
 
 int akamu_health_routes(struct akamu *k, struct http_server *s, struct ut_err *err);

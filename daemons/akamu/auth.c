@@ -12,7 +12,9 @@
  * with the nonce redeemed here, an object named in the path, and the
  * account named by "kid", that another node created and that has not been
  * replicated here yet go to their creator with X-Akamu-Nonce-Redeemed,
- * which skips the nonce there.
+ * which skips the nonce there. A request that starts work on an order (a
+ * challenge response, finalize: AKM_AUTH_WORK) then goes to the order's
+ * owner (lease.c), even when the objects are here.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -108,7 +110,7 @@ static int nonce_step(struct akamu *k, struct http_req *r, enum akm_hop hop, str
     struct ut_err e = {{0}};
     int rc;
 
-    if (hop == AKM_HOP_REDEEMED)
+    if (hop >= AKM_HOP_REDEEMED)
         return 0;
     rc = akm_nonce_redeem(k->nonces, nonce, &e);
     if (rc == -EXDEV && akm_nonce_tag(nonce, tag) == 0) {
@@ -153,6 +155,11 @@ int akm_auth_at(struct akamu *k, struct http_req *r, unsigned modes, const char 
     int rc;
 
     memset(c, 0, sizeof(*c));
+    if (akm_fwd_late(k, r)) {
+        akm_problem(k, r, 503, "serverInternal",
+                    "forwarded request arrived after its sender stopped waiting");
+        return -1;
+    }
     if (ct == NULL || strncasecmp(ct, "application/jose+json", 21) != 0 ||
         (ct[21] != '\0' && ct[21] != ';' && ct[21] != ' ')) {
         akm_problem(k, r, 415, "malformed", "Content-Type must be application/jose+json, not %.80s",
@@ -181,6 +188,11 @@ int akm_auth_at(struct akamu *k, struct http_req *r, unsigned modes, const char 
     }
     /* The object's creator also holds the account that made it. */
     if (tbl && id && akm_forward_absent(k, r, tbl, id) == 1)
+        goto fail;
+    /* Work on an order goes to its owner (lease.c): the lease holder, else
+     * the order's creator. A POST-as-GET is a read, served from here. */
+    if (tbl && id && (modes & AKM_AUTH_WORK) && !akm_jws_payload_empty(c->jws) &&
+        akm_route_work(k, r, tbl, id) == 1)
         goto fail;
     kid = akm_jws_kid(c->jws);
     if (kid) {

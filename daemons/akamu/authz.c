@@ -35,6 +35,16 @@
  *    authorization at a time).
  *  - A full validation queue: the challenge goes back to pending and the
  *    client gets 503 rateLimited with Retry-After (§6.6).
+ *
+ * Ownership (lease.c). The node that moves a challenge pending ->
+ * processing takes the order's lease in the same store job (a validation's
+ * lease outlives its deadline); the result is written only if that lease
+ * is still ours with the same epoch and not expired (else it is dropped:
+ * "stale order owner fenced"), and the lease is released with the last
+ * result of the order's validations. A challenge left "processing" whose
+ * lease is free or expired (its owner stopped) is validated again by the
+ * node that next reads it or its authorization (akm_authz_adopt), under a
+ * new epoch; a restarted node resubmits only what it still holds.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -211,7 +221,6 @@ static json_t *get_owned(struct akamu *k, const char *tbl, const char *id, const
 
 /* A page of ids from akm_each, and where to go on from. */
 struct id_page {
-    const char *tag;   /* resume: ids this node created */
     const char *authz; /* orders: those listing this authorization */
     char ids[PAGE][AKM_ID_LEN + 1];
     int n;
@@ -313,6 +322,8 @@ static void authz_post(struct http_req *r, void *arg)
     if (s.moved)
         ut_log(UT_LOG_INFO, MOD, "authorization deactivated", UT_LF_S("authz", id),
                UT_LF_S("account", c.account_id));
+    if (!s.to && is(str(az, "status"), "pending"))
+        akm_authz_adopt(k, id);
     if ((doc = akm_authz_render(k, az)) == NULL) {
         akm_problem(k, r, 500, "serverInternal", "authorization %s cannot be rendered", id);
         goto out;
@@ -399,15 +410,33 @@ static void revert(struct akamu *k, const char *chall_id)
                UT_LF_S("challenge", chall_id), UT_LF_S("error", e.msg));
 }
 
-enum start_outcome { START_UNCHANGED, START_OK, START_AUTHZ_NOT_PENDING, START_BUSY };
+enum start_outcome {
+    START_UNCHANGED,
+    START_OK,
+    START_AUTHZ_NOT_PENDING,
+    START_BUSY,
+    START_LEASE_BUSY, /* another node holds the order's lease */
+};
 
 struct start_job {
     struct akamu *k;
     const char *chall_id;
     struct az_step s; /* expiry only */
     enum start_outcome outcome;
-    json_t *chall, *authz; /* out, owned by the caller */
+    json_t *chall, *authz;         /* out, owned by the caller */
+    char order_id[AKM_ID_LEN + 1]; /* out: the order whose lease we took ("": none) */
+    struct akm_take take;          /* out */
 };
+
+/* The order of an authorization document into out ("" when it names none). */
+static void order_of(const json_t *az, char out[AKM_ID_LEN + 1])
+{
+    const char *o = str(az, "order");
+
+    out[0] = '\0';
+    if (o && strlen(o) == AKM_ID_LEN)
+        memcpy(out, o, AKM_ID_LEN + 1);
+}
 
 /* pending -> processing, exactly once: the challenge, its authorization
  * and the authorization's other challenges are read in the same writer
@@ -420,11 +449,11 @@ static int start_job_fn(sqlite3 *db, void *arg, struct ut_err *err)
     size_t i;
     int rc, busy;
 
-    (void)db;
     json_decref(j->chall);
     json_decref(j->authz);
     j->chall = j->authz = NULL;
     j->outcome = START_UNCHANGED;
+    j->order_id[0] = '\0';
     if ((rc = job_read(j->k, "challenges", j->chall_id, &j->chall, err)) < 0)
         return rc;
     if (j->chall == NULL) {
@@ -455,6 +484,16 @@ static int start_job_fn(sqlite3 *db, void *arg, struct ut_err *err)
             return 0;
         }
     }
+    order_of(j->authz, j->order_id);
+    if (j->order_id[0]) {
+        rc = akm_lease_take(j->k, db, j->order_id, akm_lease_ttl_ms(j->k, 1), &j->take, err);
+        if (rc == -EBUSY) {
+            j->outcome = START_LEASE_BUSY;
+            return 0;
+        }
+        if (rc < 0)
+            return rc;
+    }
     json_decref(j->chall);
     j->chall = NULL;
     rc = akm_update(j->k, "challenges", j->chall_id, set_processing_fn, NULL, &j->chall, err);
@@ -464,7 +503,25 @@ static int start_job_fn(sqlite3 *db, void *arg, struct ut_err *err)
     return 0;
 }
 
-/* §7.5.1. 0 with *out the challenge to render, or -1 after replying. */
+/* Queues vj, which the caller marked in flight (akm_inflight_add): on
+ * failure the mark goes. */
+static int submit_claimed(struct akamu *k, const struct akm_va_job *vj, struct ut_err *err)
+{
+    int rc;
+
+    if (k->va == NULL) {
+        ut_err_set(err, "no validation pool");
+        rc = -ENOSYS;
+    } else {
+        rc = akm_va_submit(k->va, vj, err);
+    }
+    if (rc < 0)
+        akm_inflight_del(k, vj->chall_id);
+    return rc;
+}
+
+/* §7.5.1. 0 with *out the challenge to render, -1 after replying, 1 when
+ * the request went to the order's lease holder. */
 static int respond(struct akamu *k, struct http_req *r, const struct akm_ctx *c, const char *id,
                    json_t **out)
 {
@@ -472,9 +529,16 @@ static int respond(struct akamu *k, struct http_req *r, const struct akm_ctx *c,
     struct ut_err e = {{0}};
     struct akm_va_job vj;
     char secs[16];
-    int rc;
+    int rc, claim, claimed;
 
+    /* Marked in flight before it turns "processing", so that a read here
+     * never takes it over in between (akm_authz_adopt). Already marked:
+     * it is processing here, and the job below leaves it unchanged. */
+    claim = akm_inflight_add(k, id);
+    claimed = claim == 0;
     rc = store_write(k->store, start_job_fn, &j, &e);
+    if (claimed && (rc < 0 || j.outcome != START_OK))
+        akm_inflight_del(k, id);
     if (rc == 0 && j.s.changed)
         refresh_order(k, j.authz);
     if (rc < 0) {
@@ -494,14 +558,32 @@ static int respond(struct akamu *k, struct http_req *r, const struct akm_ctx *c,
         akm_problem(k, r, 400, "malformed",
                     "another challenge of this authorization is being validated");
         goto fail;
-    case START_OK:
-        rc = make_job(j.chall, j.authz, c->thumbprint, &vj, &e);
-        if (rc == 0 && k->va == NULL) {
-            ut_err_set(&e, "no validation pool");
-            rc = -ENOSYS;
+    case START_LEASE_BUSY:
+        if (akm_forward_holder(k, r, "challenges", j.order_id, &j.take) == 1) {
+            json_decref(j.chall);
+            json_decref(j.authz);
+            return 1;
         }
-        if (rc == 0)
-            rc = akm_va_submit(k->va, &vj, &e);
+        goto fail; /* replied 503 */
+    case START_OK:
+        if (j.order_id[0])
+            akm_lease_log_take(k, j.order_id, &j.take, "validation");
+        rc = make_job(j.chall, j.authz, c->thumbprint, &vj, &e);
+        if (rc == 0 && !claimed) {
+            /* a concurrent response holds the mark; it will find the
+             * challenge pending again and submit it */
+            ut_err_set(&e, "challenge %s: %s", id,
+                       claim == -EEXIST ? "another response to it is being handled"
+                                        : "cannot track its validation (out of memory)");
+            rc = claim;
+        }
+        if (rc == 0) {
+            memcpy(vj.order_id, j.order_id, sizeof(vj.order_id));
+            vj.epoch = j.take.epoch;
+            rc = submit_claimed(k, &vj, &e);
+        } else if (claimed) {
+            akm_inflight_del(k, id);
+        }
         if (rc < 0) {
             revert(k, id);
             if (rc == -EBUSY) {
@@ -528,7 +610,7 @@ fail:
     return -1;
 }
 
-static void chall_post(struct http_req *r, void *arg)
+void akm_chall_post(struct http_req *r, void *arg)
 {
     struct akamu *k = arg;
     const char *id = http_req_param(r, "id"), *authz;
@@ -536,7 +618,7 @@ static void chall_post(struct http_req *r, void *arg)
     struct akm_ctx c;
     json_t *ch, *doc;
 
-    if (akm_auth_at(k, r, AKM_AUTH_KID, "challenges", id, &c) < 0)
+    if (akm_auth_at(k, r, AKM_AUTH_KID | AKM_AUTH_WORK, "challenges", id, &c) < 0)
         return;
     if ((ch = get_owned(k, "challenges", id, c.account_id)) == NULL) {
         akm_problem(k, r, 404, "malformed", "no such challenge: %.64s", id);
@@ -545,10 +627,12 @@ static void chall_post(struct http_req *r, void *arg)
     if (c.payload) {
         json_decref(ch);
         ch = NULL;
-        if (respond(k, r, &c, id, &ch) < 0)
+        if (respond(k, r, &c, id, &ch) != 0)
             goto out;
     }
     authz = str(ch, "authz");
+    if (authz && is(str(ch, "status"), "processing"))
+        akm_authz_adopt(k, authz);
     if (authz == NULL || (doc = akm_chall_render(k, ch)) == NULL) {
         akm_problem(k, r, 500, "serverInternal", "challenge %s cannot be rendered", id);
         goto out;
@@ -567,7 +651,7 @@ int akm_authz_routes(struct akamu *k, struct http_server *s, struct ut_err *err)
     int rc;
 
     if ((rc = http_route(s, HTTP_POST, "/acme/authz/{id}", authz_post, k, err)) < 0 ||
-        (rc = http_route(s, HTTP_POST, "/acme/chall/{id}", chall_post, k, err)) < 0)
+        (rc = http_route(s, HTTP_POST, "/acme/chall/{id}", akm_chall_post, k, err)) < 0)
         return rc;
     return 0;
 }
@@ -576,11 +660,14 @@ int akm_authz_routes(struct akamu *k, struct http_server *s, struct ut_err *err)
 
 struct done_job {
     struct akamu *k;
-    const char *chall_id;
+    const struct akm_va_job *vj;
     int ok;
     const json_t *problem;
     struct az_step s;
     int applied;   /* out: the challenge left "processing" */
+    int fenced;    /* out: the lease is not ours any more; nothing written */
+    int released;  /* out: the order's lease was released */
+    char why[512]; /* out: why fenced */
     json_t *authz; /* out */
 };
 
@@ -603,23 +690,76 @@ static int chall_result_fn(json_t **doc, void *arg, struct ut_err *err)
     return 1;
 }
 
+/* 1 when a challenge of the order other than `except` is "processing" (in
+ * the store job's view). */
+static int order_busy(struct akamu *k, sqlite3 *db, const char *order_id, const char *except)
+{
+    json_t *o = akm_get_in(k, db, "orders", order_id), *az, *v, *w, *ch;
+    size_t i, n;
+    int busy = 0;
+
+    json_array_foreach(json_object_get(o, "authorizations"), i, v)
+    {
+        if ((az = akm_get_in(k, db, "authorizations", json_string_value(v))) == NULL)
+            continue;
+        json_array_foreach(json_object_get(az, "challenges"), n, w)
+        {
+            const char *id = json_string_value(w);
+
+            if (id == NULL || is(id, except) || (ch = akm_get_in(k, db, "challenges", id)) == NULL)
+                continue;
+            busy = is(str(ch, "status"), "processing");
+            json_decref(ch);
+            if (busy)
+                break;
+        }
+        json_decref(az);
+        if (busy)
+            break;
+    }
+    json_decref(o);
+    return busy;
+}
+
 static int done_job_fn(sqlite3 *db, void *arg, struct ut_err *err)
 {
     struct done_job *j = arg;
+    const char *oid = j->vj->order_id;
+    struct ut_err le = {{0}};
+    struct akm_take t;
     json_t *ch = NULL;
     const char *authz_id;
     int rc;
 
-    (void)db;
     json_decref(j->authz);
     j->authz = NULL;
-    j->applied = j->s.changed = j->s.moved = 0;
-    rc = akm_update(j->k, "challenges", j->chall_id, chall_result_fn, j, &ch, err);
+    j->applied = j->fenced = j->released = j->s.changed = j->s.moved = 0;
+    /* Fencing: the result counts only under the lease it was started with. */
+    if (oid[0] && (rc = akm_lease_check(j->k, db, oid, j->vj->epoch, &le)) < 0) {
+        if (rc != -ESTALE) {
+            ut_err_set(err, "%s", le.msg);
+            return rc;
+        }
+        j->fenced = 1;
+        snprintf(j->why, sizeof(j->why), "%s", le.msg);
+        return 0;
+    }
+    rc = akm_update(j->k, "challenges", j->vj->chall_id, chall_result_fn, j, &ch, err);
     if (rc < 0 || !j->applied)
         goto out;
     /* A challenge without its authorization still records its result. */
-    if ((authz_id = str(ch, "authz")) != NULL)
-        rc = akm_update(j->k, "authorizations", authz_id, az_step_fn, &j->s, &j->authz, err);
+    if ((authz_id = str(ch, "authz")) != NULL &&
+        (rc = akm_update(j->k, "authorizations", authz_id, az_step_fn, &j->s, &j->authz, err)) < 0)
+        goto out;
+    /* The order's last validation ends the tenure; until then it is renewed. */
+    if (oid[0]) {
+        if (order_busy(j->k, db, oid, j->vj->chall_id)) {
+            rc = akm_lease_take(j->k, db, oid, akm_lease_ttl_ms(j->k, 1), &t, err);
+        } else {
+            rc = akm_lease_release(j->k, db, oid, j->vj->epoch, err);
+            j->released = rc == 0;
+        }
+    }
 out:
     json_decref(ch);
     return rc;
@@ -627,7 +767,7 @@ out:
 
 void akm_va_done(struct akamu *k, const struct akm_va_job *vj, int ok, json_t *problem)
 {
-    struct done_job j = {.k = k, .chall_id = vj->chall_id, .ok = ok};
+    struct done_job j = {.k = k, .vj = vj, .ok = ok};
     struct ut_err e = {{0}};
 
     if (!ok && problem == NULL)
@@ -638,9 +778,12 @@ void akm_va_done(struct akamu *k, const struct akm_va_job *vj, int ok, json_t *p
     if (ok)
         j.s.expires = j.s.now + k->cfg->server.authz_expiry_secs;
     if (store_write(k->store, done_job_fn, &j, &e) < 0) {
-        /* Left "processing": the next start submits it again. */
+        /* Left "processing": taken over once its lease expires (a read),
+         * or resubmitted by the next start while the lease is ours. */
         ut_log(UT_LOG_ERROR, MOD, "cannot record a validation result",
                UT_LF_S("challenge", vj->chall_id), UT_LF_S("error", e.msg));
+    } else if (j.fenced) {
+        akm_lease_log_fenced(vj->order_id, vj->epoch, "validation", vj->chall_id, j.why);
     } else if (!j.applied) {
         ut_log(UT_LOG_DEBUG, MOD, "stale validation result ignored",
                UT_LF_S("challenge", vj->chall_id));
@@ -650,12 +793,143 @@ void akm_va_done(struct akamu *k, const struct akm_va_job *vj, int ok, json_t *p
                UT_LF_S("status", ok ? "valid" : "invalid"),
                UT_LF_S("authz", j.s.moved     ? j.s.to
                                 : j.s.changed ? "expired"
-                                              : "unchanged"));
+                                              : "unchanged"),
+               UT_LF_S("lease", j.released ? "released" : "kept"));
     }
+    /* Only now: until the result is stored, a read must not take it over. */
+    akm_inflight_del(k, vj->chall_id);
     if (j.s.changed)
         refresh_order(k, j.authz);
     json_decref(j.authz);
     json_decref(problem);
+}
+
+/* ---- taking over validations an owner left "processing" ---- */
+
+struct adopt_job {
+    struct akamu *k;
+    const char *chall_id, *order_id;
+    int taken;            /* out */
+    struct akm_take take; /* out */
+};
+
+/* Re-checks "processing" and takes the order's lease, in one store job. */
+static int adopt_job_fn(sqlite3 *db, void *arg, struct ut_err *err)
+{
+    struct adopt_job *j = arg;
+    json_t *ch = akm_get_in(j->k, db, "challenges", j->chall_id);
+    int rc = 0;
+
+    j->taken = 0;
+    if (is(str(ch, "status"), "processing")) {
+        rc = akm_lease_take(j->k, db, j->order_id, akm_lease_ttl_ms(j->k, 1), &j->take, err);
+        j->taken = rc == 0;
+        if (rc == -EBUSY)
+            rc = 0;
+    }
+    json_decref(ch);
+    return rc;
+}
+
+/* Validates challenge id, left "processing", here under a new tenure of
+ * its order's lease (or a renewal of ours), unless it runs here already or
+ * another node's lease on the order is live. only_ours_live: only when the
+ * lease is ours and live (a restart in a cluster: an expired lease may
+ * have been taken meanwhile by a node we have not heard from yet).
+ * 1 submitted, 0 left alone, -1 it cannot be validated (a broken
+ * document, the pool refused it). */
+static int adopt_one(struct akamu *k, const char *id, int only_ours_live)
+{
+    json_t *ch = NULL, *az = NULL, *acct = NULL;
+    struct adopt_job j = {.k = k, .chall_id = id};
+    char oid[AKM_ID_LEN + 1];
+    struct ut_err e = {{0}};
+    struct akm_va_job vj;
+    struct akm_lease l;
+    int live, rc = 0;
+
+    if (akm_inflight_add(k, id) < 0)
+        return 0; /* running here (or no memory to track it: later) */
+    ch = akm_get(k, "challenges", id);
+    if (!is(str(ch, "status"), "processing"))
+        goto out;
+    az = str(ch, "authz") ? akm_get(k, "authorizations", str(ch, "authz")) : NULL;
+    acct = str(ch, "account") ? akm_get(k, "accounts", str(ch, "account")) : NULL;
+    order_of(az, oid);
+    if (oid[0] == '\0') {
+        ut_err_set(&e, "challenge %s: no order to take a lease on", id);
+        rc = -1;
+        goto out;
+    }
+    if (akm_lease_get(k, NULL, oid, &l, &e) < 0) {
+        rc = -1;
+        goto out;
+    }
+    live = akm_lease_live(&l, akm_lease_now_ms(k));
+    if (live && strcmp(l.owner, k->node_id) != 0)
+        goto out;
+    if (only_ours_live && !(live && strcmp(l.owner, k->node_id) == 0))
+        goto out;
+    j.order_id = oid;
+    if (store_write(k->store, adopt_job_fn, &j, &e) < 0) {
+        rc = -1;
+        goto out;
+    }
+    if (!j.taken)
+        goto out;
+    if (make_job(ch, az, str(acct, "thumbprint"), &vj, &e) < 0) {
+        rc = -1;
+        goto out;
+    }
+    memcpy(vj.order_id, oid, sizeof(vj.order_id));
+    vj.epoch = j.take.epoch;
+    if (k->va == NULL) {
+        ut_err_set(&e, "no validation pool");
+        rc = -1;
+        goto out;
+    }
+    if (akm_va_submit(k->va, &vj, &e) < 0) {
+        rc = -1;
+        goto out;
+    }
+    akm_lease_log_take(k, oid, &j.take, "validation");
+    ut_log(j.take.renewed ? UT_LOG_DEBUG : UT_LOG_INFO, MOD, "validation taken over",
+           UT_LF_S("challenge", id), UT_LF_S("order", oid), UT_LF_I("epoch", j.take.epoch),
+           UT_LF_S("from", j.take.prev_owner));
+    rc = 1;
+out:
+    if (rc < 0)
+        ut_log(UT_LOG_WARN, MOD, "cannot take over a validation", UT_LF_S("challenge", id),
+               UT_LF_S("error", e.msg));
+    if (rc != 1)
+        akm_inflight_del(k, id);
+    json_decref(ch);
+    json_decref(az);
+    json_decref(acct);
+    return rc;
+}
+
+void akm_authz_adopt(struct akamu *k, const char *authz_id)
+{
+    json_t *az = akm_get(k, "authorizations", authz_id), *v, *ch;
+    size_t i;
+
+    if (!is(str(az, "status"), "pending"))
+        goto out;
+    json_array_foreach(json_object_get(az, "challenges"), i, v)
+    {
+        const char *id = json_string_value(v);
+        int take;
+
+        if (id == NULL || akm_inflight_has(k, id) || (ch = akm_get(k, "challenges", id)) == NULL)
+            continue;
+        take = is(str(ch, "status"), "processing");
+        json_decref(ch);
+        if (take)
+            adopt_one(k, id, 0);
+    }
+out:
+    json_decref(az);
 }
 
 /* ---- start-up: validations a previous run left "processing" ---- */
@@ -666,64 +940,47 @@ static int collect_fn(const char *id, json_t *doc, void *arg)
 
     (void)doc;
     snprintf(p->last, sizeof(p->last), "%s", id);
-    if (strncmp(id, p->tag, AKM_TAG_LEN) == 0 && strlen(id) <= AKM_ID_LEN)
+    if (strlen(id) <= AKM_ID_LEN)
         snprintf(p->ids[p->n++], AKM_ID_LEN + 1, "%s", id);
     return 0;
 }
 
-/* 1 submitted, 0 put back to pending (the client may respond again). */
-static int resume_one(struct akamu *k, const char *id)
-{
-    json_t *ch = akm_get(k, "challenges", id), *az = NULL, *acct = NULL;
-    struct ut_err e = {{0}};
-    struct akm_va_job vj;
-    int rc = -ENOENT;
-
-    if (ch) {
-        az = str(ch, "authz") ? akm_get(k, "authorizations", str(ch, "authz")) : NULL;
-        acct = str(ch, "account") ? akm_get(k, "accounts", str(ch, "account")) : NULL;
-        rc = make_job(ch, az, str(acct, "thumbprint"), &vj, &e);
-    }
-    if (rc == 0 && k->va == NULL) {
-        ut_err_set(&e, "no validation pool");
-        rc = -ENOSYS;
-    }
-    if (rc == 0)
-        rc = akm_va_submit(k->va, &vj, &e);
-    if (rc < 0) {
-        ut_log(UT_LOG_WARN, MOD, "cannot resume a validation; challenge back to pending",
-               UT_LF_S("challenge", id), UT_LF_S("error", e.msg));
-        revert(k, id);
-    }
-    json_decref(ch);
-    json_decref(az);
-    json_decref(acct);
-    return rc == 0;
-}
-
+/* Single node: every challenge left "processing" is ours to resubmit. In a
+ * cluster only those whose order lease this node still holds (a quick
+ * restart); the others are taken over by whichever node next reads them,
+ * once that node's view shows the lease free or expired. */
 int akm_authz_resume(struct akamu *k, struct ut_err *err)
 {
     struct id_page *p = calloc(1, sizeof(*p));
-    int rc, submitted = 0, seen = 0;
+    int only_ours = k->cfg->gossip.present;
+    int rc, submitted = 0, seen = 0, reverted = 0;
 
     if (p == NULL) {
         ut_err_set(err, "resuming validations: out of memory");
         return -ENOMEM;
     }
-    p->tag = k->tag;
     do {
         p->n = 0;
         rc = akm_each(k, "challenges", "status", "processing", p->last[0] ? p->last : NULL, PAGE,
                       collect_fn, p, err);
         if (rc < 0)
             goto out;
-        for (int i = 0; i < p->n; i++)
-            submitted += resume_one(k, p->ids[i]);
+        for (int i = 0; i < p->n; i++) {
+            int one = adopt_one(k, p->ids[i], only_ours);
+
+            submitted += one == 1;
+            if (one < 0) {
+                /* cannot be validated: back to pending (the client may respond again) */
+                revert(k, p->ids[i]);
+                reverted++;
+            }
+        }
         seen += p->n;
     } while (rc == PAGE);
     if (seen > 0)
         ut_log(UT_LOG_INFO, MOD, "validations resumed", UT_LF_I("challenges", seen),
-               UT_LF_I("submitted", submitted));
+               UT_LF_I("submitted", submitted), UT_LF_I("reverted", reverted),
+               UT_LF_I("left", seen - submitted - reverted));
     rc = 0;
 out:
     free(p);

@@ -44,7 +44,7 @@ int akamu_cluster_open(struct akamu *a, const char *node_id, struct ut_err *err)
         return rc;
     if (!c->gossip.present) {
         ut_log(UT_LOG_INFO, "gossip", "single-node mode (no [gossip] section)");
-        return 0;
+        return crdt_gc_autorun(a->replica, "gossip", err); /* GC without a gossip driver */
     }
     if (a->ca == NULL) {
         ut_err_set(err, "gossip: the CA must be open before the cluster (it certifies the keys)");

@@ -11,8 +11,15 @@
  *
  * Exactly once: the ready -> processing update re-checks "ready" inside
  * the writer, so of two concurrent finalize requests on this node one wins
- * and the other gets orderNotReady. Across nodes the order lease of
- * issue #8 is what keeps two nodes from both winning.
+ * and the other gets orderNotReady. Across nodes, finalize requests go to
+ * one node (auth.c AKM_AUTH_WORK -> lease.c: the order's lease holder, else
+ * its creator; another node only when that one does not answer), and the
+ * node that finalizes holds the order's lease: taken in the ready ->
+ * processing store job, checked right before signing and again in the
+ * store job that stores the certificate (fenced: nothing stored), released
+ * there. A node that has not caught up with the cluster since it started
+ * does not start a tenure on an order it knew before (lease.c,
+ * akm_lease_view_fresh).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -170,10 +177,13 @@ out:
 /* ---- the order's transitions ---- */
 
 struct begin {
-    const char *node;
+    struct akamu *k;
+    const char *id;
     int64_t now;
     int won;
-    char status[16]; /* the status found when not won */
+    int busy;             /* another node holds the order's lease */
+    struct akm_take take; /* the lease (won), or its holder (busy) */
+    char status[16];      /* the status found when not won */
 };
 
 static int begin_fn(json_t **doc, void *arg, struct ut_err *err)
@@ -194,17 +204,46 @@ static int begin_fn(json_t **doc, void *arg, struct ut_err *err)
         return 1;
     }
     json_object_set_new(*doc, "status", json_string("processing"));
-    json_object_set_new(*doc, "finalized_by", json_string(a->node));
+    json_object_set_new(*doc, "finalized_by", json_string(a->k->node_id));
     json_object_set_new(*doc, "finalized_at", json_integer(a->now));
+    json_object_set_new(*doc, "lease_epoch", json_integer((json_int_t)a->take.epoch));
     a->won = 1;
     return 1;
 }
 
+/* ready -> processing with the order's lease taken in the same job. */
+static int begin_job(sqlite3 *db, void *arg, struct ut_err *err)
+{
+    struct begin *a = arg;
+    json_t *o = akm_get_in(a->k, db, "orders", a->id);
+    int ready =
+        is(str(o, "status"), "ready") && json_integer_value(json_object_get(o, "expires")) > a->now;
+    int rc;
+
+    json_decref(o);
+    a->won = a->busy = 0;
+    if (ready) {
+        rc = akm_lease_take(a->k, db, a->id, akm_lease_ttl_ms(a->k, 0), &a->take, err);
+        if (rc == -EBUSY) {
+            a->busy = 1;
+            return 0;
+        }
+        if (rc < 0)
+            return rc;
+    }
+    return akm_update(a->k, "orders", a->id, begin_fn, a, NULL, err);
+}
+
 struct finish {
     struct akamu *k;
+    const char *order_id;
+    uint64_t epoch;
     const char *serial;
-    json_t *cert;  /* the certificate document; NULL: failed */
-    json_t *error; /* the order's error when failed */
+    json_t *cert;   /* the certificate document; NULL: failed */
+    json_t *error;  /* the order's error when failed */
+    int fenced;     /* out: the lease is not ours any more; nothing stored */
+    char why[512];  /* out: why fenced */
+    json_t *result; /* out: the order */
 };
 
 /* processing -> valid with the certificate document written in the same
@@ -230,6 +269,30 @@ static int finish_fn(json_t **doc, void *arg, struct ut_err *err)
     json_object_set_new(*doc, "status", json_string("valid"));
     json_object_set_new(*doc, "certificate", json_string(a->serial));
     return 1;
+}
+
+/* Under the lease: the outcome, then the lease released, in one job. */
+static int finish_job(sqlite3 *db, void *arg, struct ut_err *err)
+{
+    struct finish *a = arg;
+    struct ut_err le = {{0}};
+    int rc;
+
+    json_decref(a->result);
+    a->result = NULL;
+    a->fenced = 0;
+    if ((rc = akm_lease_check(a->k, db, a->order_id, a->epoch, &le)) < 0) {
+        if (rc != -ESTALE) {
+            ut_err_set(err, "%s", le.msg);
+            return rc;
+        }
+        a->fenced = 1;
+        snprintf(a->why, sizeof(a->why), "%s", le.msg);
+        return 0;
+    }
+    if ((rc = akm_update(a->k, "orders", a->order_id, finish_fn, a, &a->result, err)) < 0)
+        return rc;
+    return akm_lease_release(a->k, db, a->order_id, a->epoch, err);
 }
 
 /* ---- issuance ---- */
@@ -283,21 +346,31 @@ static void log_issued(const struct akm_issued *is_, const char *order, const ch
     free(names);
 }
 
-/* Issues for a processing order and stores the outcome. 0, or -1 after
- * replying 500 (the order is then invalid, or stays processing until
- * settle() if even that cannot be stored). On success *order gets the
- * valid order. */
-static int issue(struct akamu *k, struct http_req *r, json_t **order, const struct akm_csr *csr)
+static void fenced(struct akamu *k, struct http_req *r, const char *oid, uint64_t epoch,
+                   const char *why)
+{
+    akm_lease_log_fenced(oid, epoch, "finalize", oid, why);
+    akm_problem(k, r, 500, "serverInternal",
+                "this node lost the ownership of order %s during issuance (it was stalled); "
+                "nothing was issued here",
+                oid);
+}
+
+/* Issues for a processing order under lease epoch and stores the outcome.
+ * 0, or -1 after replying 500 (the order is then invalid, or stays
+ * processing until settle() if even that cannot be stored or the lease was
+ * lost). On success *order gets the valid order. */
+static int issue(struct akamu *k, struct http_req *r, json_t **order, const struct akm_csr *csr,
+                 uint64_t epoch)
 {
     const json_t *idents = json_object_get(*order, "identifiers"), *v;
     const char *oid = str(*order, "id"), *acct = str(*order, "account");
     struct akm_name names[AKM_MAX_NAMES];
     struct akm_issue_req req = {0};
     struct akm_issued out = {0};
-    struct finish f = {.k = k};
+    struct finish f = {.k = k, .order_id = oid, .epoch = epoch};
     struct ut_err e = {{0}}, e2 = {{0}};
     char crl[AKM_URL_MAX];
-    json_t *res = NULL;
     size_t i, n = 0;
     int rc = -1;
 
@@ -314,6 +387,12 @@ static int issue(struct akamu *k, struct http_req *r, json_t **order, const stru
     req.n_names = n;
     req.validity_days = (int)k->cfg->ca.validity_days;
     req.crl_url = crl;
+    /* A fresh look at the lease right before signing: a node that was
+     * stalled past its lease signs nothing. */
+    if (akm_lease_check(k, NULL, oid, epoch, &e) < 0) {
+        fenced(k, r, oid, epoch, e.msg);
+        goto out;
+    }
     if (akm_ca_issue(k->ca, &req, &out, &e) < 0) {
         ut_log(UT_LOG_ERROR, MOD, "issuance failed", UT_LF_S("order", oid),
                UT_LF_S("error", e.msg));
@@ -323,10 +402,14 @@ static int issue(struct akamu *k, struct http_req *r, json_t **order, const stru
         if ((f.cert = cert_doc(&out, acct, oid, idents)) == NULL)
             f.error = akm_problem_new("serverInternal", 500, "out of memory");
     }
-    if (akm_update(k, "orders", oid, finish_fn, &f, &res, &e2) < 0) {
+    if (store_write(k->store, finish_job, &f, &e2) < 0) {
         ut_log(UT_LOG_ERROR, MOD, "storing the issuance result failed", UT_LF_S("order", oid),
                UT_LF_S("error", e2.msg));
         akm_problem(k, r, 500, "serverInternal", "the certificate could not be stored");
+        goto out;
+    }
+    if (f.fenced) {
+        fenced(k, r, oid, epoch, f.why);
         goto out;
     }
     if (f.cert == NULL) {
@@ -335,11 +418,11 @@ static int issue(struct akamu *k, struct http_req *r, json_t **order, const stru
     }
     log_issued(&out, oid, acct, idents);
     json_decref(*order);
-    *order = res;
-    res = NULL;
+    *order = f.result;
+    f.result = NULL;
     rc = 0;
 out:
-    json_decref(res);
+    json_decref(f.result);
     json_decref(f.cert);
     json_decref(f.error);
     akm_issued_clear(&out);
@@ -367,11 +450,11 @@ void akm_order_finalize(struct http_req *r, void *arg)
     struct akm_ctx c;
     struct akm_csr *csr = NULL;
     struct ut_err e = {{0}};
-    struct begin b = {.node = k->node_id};
+    struct begin b = {.k = k, .id = http_req_param(r, "id")};
     json_t *order = NULL;
     char url[AKM_URL_MAX];
 
-    if (akm_auth_at(k, r, AKM_AUTH_KID, "orders", http_req_param(r, "id"), &c) < 0)
+    if (akm_auth_at(k, r, AKM_AUTH_KID | AKM_AUTH_WORK, "orders", b.id, &c) < 0)
         return;
     if (c.payload == NULL) {
         akm_problem(k, r, 400, "malformed", "finalize needs {\"csr\": base64url DER}");
@@ -385,19 +468,28 @@ void akm_order_finalize(struct http_req *r, void *arg)
     }
     if ((csr = read_csr(k, r, &c, order)) == NULL)
         goto out;
+    if (!akm_lease_view_fresh(k, b.id)) {
+        http_add_header(r, "Retry-After", "1");
+        akm_problem(k, r, 503, "serverInternal",
+                    "this node restarted and has not caught up with the cluster yet");
+        goto out;
+    }
     b.now = akm_now();
-    json_decref(order);
-    order = NULL;
-    if (akm_update(k, "orders", http_req_param(r, "id"), begin_fn, &b, &order, &e) < 0) {
+    if (store_write(k->store, begin_job, &b, &e) < 0) {
         ut_log(UT_LOG_ERROR, MOD, "order update failed", UT_LF_S("error", e.msg));
         akm_problem(k, r, 500, "serverInternal", "the order could not be updated");
+        goto out;
+    }
+    if (b.busy) {
+        akm_forward_holder(k, r, "orders", b.id, &b.take);
         goto out;
     }
     if (!b.won) {
         akm_problem(k, r, 403, "orderNotReady", "the order is %s, not ready", b.status);
         goto out;
     }
-    if (issue(k, r, &order, csr) < 0)
+    akm_lease_log_take(k, b.id, &b.take, "finalize");
+    if (issue(k, r, &order, csr, b.take.epoch) < 0)
         goto out;
     akm_url(k, url, "/acme/order/%s", str(order, "id"));
     akm_reply(k, r, 200, akm_order_render(k, order), url);

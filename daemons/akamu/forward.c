@@ -24,6 +24,19 @@
  * nonce's issuer (nonce unspent), then from there to an object's owner
  * (nonce redeemed); a request that arrived with the nonce redeemed is
  * never forwarded again.
+ *
+ * Deadline. Every forwarded request carries X-Akamu-Forward-Deadline: the
+ * sender's wall clock (unix ms) when it stops waiting. A node that gets it
+ * later (it was stalled with the request queued) refuses it: the sender
+ * already answered the client, maybe by doing the work itself.
+ *
+ * Work on an order (a challenge response, finalize; lease.c) goes to the
+ * order's owner with akm_forward_work: when the owner does not answer,
+ * lease.c decides (503 until its lease expires, else a takeover: the
+ * handler runs again here on the request's heap copy, marked
+ * AKM_HOP_TAKEOVER by a thread-local while it runs, so it neither redeems
+ * the nonce again nor forwards: that copy is freed after the failure
+ * callback returns).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -50,6 +63,11 @@
 #define RELOAD_MISS_MS      50
 #define HDR_FORWARDED       "X-Akamu-Forwarded"
 #define HDR_NONCE_REDEEMED  "X-Akamu-Nonce-Redeemed"
+#define HDR_DEADLINE        "X-Akamu-Forward-Deadline"
+/* Past its deadline (+ this, for clock differences) a forwarded request
+ * is refused: the sender has answered the client without it, possibly by
+ * doing the work itself (a takeover, lease.c). */
+#define DEADLINE_GRACE_MS 1000
 
 struct peer {
     char tag[AKM_TAG_LEN + 1];
@@ -74,13 +92,21 @@ static int64_t mono_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* The request being run again by akm_fwd_run_takeover on this thread. */
+static _Thread_local const struct http_req *takeover_req;
+
 int akm_fwd_new(struct akamu *k, struct ut_err *err)
 {
     struct akm_fwd *f = calloc(1, sizeof(*f));
+    int rc;
 
     if (f == NULL) {
         ut_err_set(err, "forwarding: out of memory");
         return -ENOMEM;
+    }
+    if ((rc = akm_leases_new(k, err)) < 0) {
+        free(f);
+        return rc;
     }
     pthread_mutex_init(&f->mu, NULL);
     k->fwd = f;
@@ -89,6 +115,7 @@ int akm_fwd_new(struct akamu *k, struct ut_err *err)
 
 void akm_fwd_free(struct akamu *k)
 {
+    akm_leases_free(k);
     if (k->fwd == NULL)
         return;
     pthread_mutex_destroy(&k->fwd->mu);
@@ -215,6 +242,8 @@ static int lookup(struct akamu *k, const char *tag, struct peer *out)
 
 enum akm_hop akm_fwd_hop(const struct akamu *k, struct http_req *r)
 {
+    if (takeover_req != NULL && takeover_req == r)
+        return AKM_HOP_TAKEOVER;
     /* k->acme is set before either listener's workers start; a request
      * from any other server came in through the admin listener. */
     if (http_req_server(r) == k->acme)
@@ -252,24 +281,62 @@ static void fail_owner(struct http_req *r, int status, const char *why, void *ar
                 why);
 }
 
-int akm_forward(struct akamu *k, struct http_req *r, const char *tag, enum akm_fwd_kind kind,
-                const char *why)
+static void fail_work(struct http_req *r, int status, const char *why, void *arg)
 {
-    static const char *const drop[] = {HDR_FORWARDED, HDR_NONCE_REDEEMED, NULL};
-    char h_fwd[CRY_ENV_ID_MAX + 32], h_red[CRY_ENV_ID_MAX + 32];
-    const char *hdrs[3] = {h_fwd, NULL, NULL};
+    const struct akm_work *w = arg;
+
+    (void)status;
+    akm_work_unreachable(w->k, r, w, why);
+}
+
+void akm_fwd_run_takeover(struct akamu *k, struct http_req *r, http_handler fn)
+{
+    const struct http_req *was = takeover_req;
+
+    takeover_req = r;
+    fn(r, k);
+    takeover_req = was;
+}
+
+int akm_fwd_late(struct akamu *k, struct http_req *r)
+{
+    const char *v;
+    char *end;
+    long long deadline;
+
+    if (akm_fwd_hop(k, r) == AKM_HOP_CLIENT || akm_fwd_hop(k, r) == AKM_HOP_TAKEOVER ||
+        (v = http_req_header(r, HDR_DEADLINE)) == NULL)
+        return 0;
+    deadline = strtoll(v, &end, 10);
+    if (end == v || *end != '\0' || akm_lease_now_ms(k) <= deadline + DEADLINE_GRACE_MS)
+        return 0;
+    ut_log(UT_LOG_WARN, MOD, "forwarded request past its deadline; refused",
+           UT_LF_S("path", http_req_path(r)), UT_LF_S("from", http_req_header(r, HDR_FORWARDED)),
+           UT_LF_I("late_ms", akm_lease_now_ms(k) - deadline));
+    return 1;
+}
+
+/* on_fail/arg: the failure callback (NULL: by kind). */
+static int forward_to(struct akamu *k, struct http_req *r, const char *tag, enum akm_fwd_kind kind,
+                      http_forward_fail_fn on_fail, void *arg, const char *why)
+{
+    static const char *const drop[] = {HDR_FORWARDED, HDR_NONCE_REDEEMED, HDR_DEADLINE, NULL};
+    char h_fwd[CRY_ENV_ID_MAX + 32], h_red[CRY_ENV_ID_MAX + 32], h_dl[64];
+    const char *hdrs[4] = {h_fwd, h_dl, NULL, NULL};
     enum akm_hop hop = akm_fwd_hop(k, r);
     struct http_forward_opts o = {
         .headers = hdrs,
         .drop_headers = drop,
         .timeout_ms = hop == AKM_HOP_CLIENT ? FWD_TIMEOUT_MS : FWD_HOP2_TIMEOUT_MS,
-        .on_fail = kind == AKM_FWD_NONCE ? fail_nonce : fail_owner,
-        .arg = k,
+        .on_fail = on_fail                 ? on_fail
+                   : kind == AKM_FWD_NONCE ? fail_nonce
+                                           : fail_owner,
+        .arg = on_fail ? arg : k,
     };
     struct ut_err e = {{0}};
     struct peer p;
 
-    if (hop == AKM_HOP_REDEEMED || (kind == AKM_FWD_NONCE && hop != AKM_HOP_CLIENT)) {
+    if (hop >= AKM_HOP_REDEEMED || (kind == AKM_FWD_NONCE && hop != AKM_HOP_CLIENT)) {
         ut_log(UT_LOG_DEBUG, MOD, "not forwarding a forwarded request",
                UT_LF_S("path", http_req_path(r)), UT_LF_S("why", why),
                UT_LF_S("from", http_req_header(r, HDR_FORWARDED)));
@@ -283,9 +350,11 @@ int akm_forward(struct akamu *k, struct http_req *r, const char *tag, enum akm_f
         return 0;
     }
     snprintf(h_fwd, sizeof(h_fwd), HDR_FORWARDED ": %s", k->node_id);
+    snprintf(h_dl, sizeof(h_dl), HDR_DEADLINE ": %lld",
+             (long long)(akm_lease_now_ms(k) + o.timeout_ms));
     if (kind == AKM_FWD_OWNER) {
         snprintf(h_red, sizeof(h_red), HDR_NONCE_REDEEMED ": %s", k->node_id);
-        hdrs[1] = h_red;
+        hdrs[2] = h_red;
     }
     if (http_req_forward_opts(r, p.url, &o, &e) < 0) {
         ut_log(UT_LOG_WARN, MOD, "cannot forward", UT_LF_S("peer", p.node_id),
@@ -297,13 +366,26 @@ int akm_forward(struct akamu *k, struct http_req *r, const char *tag, enum akm_f
     return 1;
 }
 
+int akm_forward(struct akamu *k, struct http_req *r, const char *tag, enum akm_fwd_kind kind,
+                const char *why)
+{
+    return forward_to(k, r, tag, kind, NULL, NULL, why);
+}
+
+int akm_forward_work(struct akamu *k, struct http_req *r, const char *tag,
+                     const struct akm_work *work, const char *why)
+{
+    /* work lives as long as k->leases, i.e. past every pending forward */
+    return forward_to(k, r, tag, AKM_FWD_OWNER, fail_work, (void *)work, why);
+}
+
 int akm_forward_absent(struct akamu *k, struct http_req *r, const char *tbl, const char *id)
 {
     char tag[AKM_TAG_LEN + 1];
     json_t *doc;
 
     if (akm_id_tag(id, tag) < 0 || strcmp(tag, k->tag) == 0 ||
-        akm_fwd_hop(k, r) == AKM_HOP_REDEEMED)
+        akm_fwd_hop(k, r) >= AKM_HOP_REDEEMED)
         return 0;
     if ((doc = akm_get(k, tbl, id)) != NULL) {
         json_decref(doc);

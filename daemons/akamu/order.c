@@ -16,6 +16,11 @@
  *
  * Another account's order answers 404 exactly like an absent one (as
  * Boulder does), so order ids cannot be probed.
+ *
+ * In a cluster the node that finalizes holds the order's lease (lease.c):
+ * an order left "processing" is given up (invalid) as soon as that lease
+ * is no longer live, and a pending order's reader takes over validations
+ * its owner left "processing" (akm_authz_adopt).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -501,12 +506,38 @@ json_t *akm_order_render(struct akamu *k, const json_t *order)
     return doc;
 }
 
+/* An issuance that died: the order has been "processing" for longer than
+ * any issuance takes, or the finalizing node's lease on it (taken with the
+ * move to "processing") is no longer live under the same epoch: that node
+ * can no longer store a certificate for it (finalize.c fences on the
+ * lease), so nobody will. */
+static int issuance_dead(struct akamu *k, const json_t *order, int64_t now)
+{
+    const char *by = str(order, "finalized_by");
+    struct akm_lease l;
+
+    if (num(order, "finalized_at") + STALE_ISSUE_SECS < now)
+        return 1;
+    if (by == NULL || !json_is_integer(json_object_get(order, "lease_epoch")) ||
+        akm_lease_get(k, NULL, str(order, "id"), &l, NULL) < 0)
+        return 0; /* an order from before the leases: the time limit only */
+    return !akm_lease_live(&l, akm_lease_now_ms(k)) || strcmp(l.owner, by) != 0 ||
+           l.epoch != (uint64_t)num(order, "lease_epoch");
+}
+
+struct settle {
+    int64_t now;
+    int dead;      /* the issuance of the order as read died */
+    int64_t epoch; /* ... under this lease epoch */
+};
+
 /* Stores what time has decided: expiry of pending/ready orders, and an
  * order left "processing" by an issuance that died (a crash between
  * finalize's two writes) becomes invalid. */
 static int settle_fn(json_t **doc, void *arg, struct ut_err *err)
 {
-    int64_t now = *(const int64_t *)arg;
+    const struct settle *a = arg;
+    int64_t now = a->now;
     const char *st = *doc ? str(*doc, "status") : NULL;
 
     (void)err;
@@ -514,7 +545,7 @@ static int settle_fn(json_t **doc, void *arg, struct ut_err *err)
         json_object_set_new(*doc, "status", json_string("invalid"));
         return 1;
     }
-    if (is(st, "processing") && num(*doc, "finalized_at") + STALE_ISSUE_SECS < now) {
+    if (is(st, "processing") && a->dead && num(*doc, "lease_epoch") == a->epoch) {
         json_object_set_new(*doc, "status", json_string("invalid"));
         json_object_set_new(
             *doc, "error",
@@ -532,15 +563,18 @@ static int refresh(struct akamu *k, const char *order_id, json_t **out, struct u
  * authorization deactivated since (its refresh names another order). */
 static void settle(struct akamu *k, json_t **order)
 {
-    int64_t now = akm_now();
+    struct settle a = {.now = akm_now()};
     const char *st = str(*order, "status");
     struct ut_err e = {{0}};
     json_t *res = NULL;
     int rc;
 
-    if (strcmp(effective_status(*order, now), st ? st : "") != 0 ||
-        (is(st, "processing") && num(*order, "finalized_at") + STALE_ISSUE_SECS < now))
-        rc = akm_update(k, "orders", str(*order, "id"), settle_fn, &now, &res, &e);
+    if (is(st, "processing")) {
+        a.dead = issuance_dead(k, *order, a.now);
+        a.epoch = num(*order, "lease_epoch");
+    }
+    if (strcmp(effective_status(*order, a.now), st ? st : "") != 0 || a.dead)
+        rc = akm_update(k, "orders", str(*order, "id"), settle_fn, &a, &res, &e);
     else if (is(st, "pending") || is(st, "ready"))
         rc = refresh(k, str(*order, "id"), &res, &e);
     else
@@ -570,6 +604,20 @@ json_t *akm_order_load(struct akamu *k, struct http_req *r, const struct akm_ctx
     return o;
 }
 
+/* A client may poll only the order: validations its owner left
+ * "processing" are taken over here as from an authorization read. */
+static void adopt_validations(struct akamu *k, const json_t *o)
+{
+    const json_t *v;
+    size_t i;
+
+    json_array_foreach(json_object_get(o, "authorizations"), i, v)
+    {
+        if (json_is_string(v))
+            akm_authz_adopt(k, json_string_value(v));
+    }
+}
+
 static void order_get(struct http_req *r, void *arg)
 {
     struct akamu *k = arg;
@@ -582,6 +630,8 @@ static void order_get(struct http_req *r, void *arg)
         goto out;
     if ((o = akm_order_load(k, r, &c, http_req_param(r, "id"))) == NULL)
         goto out;
+    if (is(str(o, "status"), "pending"))
+        adopt_validations(k, o);
     /* §7.4: the client polls a processing order */
     if (is(str(o, "status"), "processing"))
         http_add_header(r, "Retry-After", "1");

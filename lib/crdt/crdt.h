@@ -53,9 +53,12 @@
  * writes, or rejoin under a new origin.
  *
  * GC. Tombstones whose hlc is older than now - tombstone_ttl are deleted by
- * crdt_gc(). The GC horizon is now - tombstone_ttl: an incoming live entry
- * or tombstone older than the horizon for a key this replica does not hold
- * is ignored (a long-absent node cannot resurrect deleted state). A live
+ * crdt_gc() (a daemon runs it every crdt_gc_interval_ms: the gossip driver,
+ * or crdt_gc_autorun without gossip). The GC horizon is now - tombstone_ttl:
+ * an incoming live entry or tombstone older than the horizon for a key this
+ * replica does not hold is ignored (a long-absent node cannot resurrect
+ * deleted state), unless we never saw that write and are catching up
+ * (crdt_apply_ex, CRDT_APPLY_UNSEEN). A live
  * LWW row with expires > 0 is treated like a tombstone once expired: purged
  * when expires has passed and its hlc is older than the horizon (purging it
  * earlier would let an older version of it come back). Live LWW rows
@@ -66,6 +69,15 @@
  * `expires` (unix ms) has passed, and a copy arriving after that is refused
  * (CRDT_EXPIRED), so GC cannot undo a revocation that still matters. Two
  * versions of one fact merge by (hlc, origin) like LWW rows.
+ *
+ * Re-sync. A node that was out of contact while others purged tombstones
+ * may still hold the rows they deleted. It re-syncs from one peer (see
+ * "re-sync" below and docs/replication.md section 8); nothing is deleted
+ * until that peer has sent everything it holds.
+ *
+ * Node-local tables (never replicated): crdt_meta(name, value) (the GC mark
+ * and the re-sync state) and crdt_suspect(tbl, key) (rows awaiting
+ * confirmation during a re-sync).
  *
  * Clock. An HLC is 48 bits of unix milliseconds and a 16-bit counter. A
  * remote entry stamped more than max_skew_ms ahead of our wall clock is
@@ -241,6 +253,20 @@ enum crdt_apply_result {
  * tombstone). The stamp of an accepted entry is observed by the clock even
  * when the entry loses. Does not touch the version vector. */
 int crdt_apply(struct crdt_replica *r, sqlite3 *db, const struct crdt_entry *e, struct ut_err *err);
+/* crdt_apply with flags, for a replica catching up after a long absence
+ * (docs/replication.md section 8):
+ * CRDT_APPLY_UNSEEN: an entry older than the horizon for a key we lack is
+ *   taken when we never saw that write (seq above our vv for its origin):
+ *   it is a row the sender holds that we missed, not one we deleted. A
+ *   write we did see and no longer hold was deleted here (its tombstone
+ *   maybe purged): still CRDT_HORIZON.
+ * CRDT_APPLY_SOURCE: UNSEEN, and e comes from the source of a re-sync: the
+ *   key's re-sync mark is cleared whatever the merge decides (the source
+ *   holds the key). */
+#define CRDT_APPLY_UNSEEN 1u
+#define CRDT_APPLY_SOURCE 3u
+int crdt_apply_ex(struct crdt_replica *r, sqlite3 *db, const struct crdt_entry *e, unsigned flags,
+                  struct ut_err *err);
 /* Raises vv[origin] to seq (never lowers it). Call after applying every
  * entry of origin with seq <= this value that the sender had (see the
  * protocol in docs/replication.md). Inside a store_write job. */
@@ -271,6 +297,52 @@ int crdt_count(struct crdt_replica *r, sqlite3 *db, const char *tbl, uint64_t *c
  * GC above). *purged (optional) gets the number of rows. Not a change for
  * the change callback (nothing new to send). */
 int crdt_gc(struct crdt_replica *r, sqlite3 *db, uint64_t *purged, struct ut_err *err);
+/* crdt_gc in its own store_write job, counted in crdt_gc_stats. It also
+ * records (crdt_meta, same transaction) the unix ms of the newest
+ * tombstone it purged: crdt_gc_mark. */
+int crdt_gc_run(struct crdt_replica *r, uint64_t *purged, struct ut_err *err);
+/* Runs and rows purged by crdt_gc_run since the replica was opened. */
+void crdt_gc_stats(struct crdt_replica *r, uint64_t *runs, uint64_t *purged);
+/* The unix ms (of the writer's clock) of the newest tombstone any GC of
+ * this database ever purged, 0 when none. A replica that lost contact
+ * before that time may still hold a row that tombstone deleted (the gossip
+ * engine states it to peers; docs/replication.md section 8). */
+uint64_t crdt_gc_mark(struct crdt_replica *r);
+/* The GC cadence: tombstone_ttl / 8, at most 10 minutes, at least 1 s. */
+uint64_t crdt_gc_interval_ms(const struct crdt_replica *r);
+uint64_t crdt_tombstone_ttl_ms(const struct crdt_replica *r);
+/* Starts a thread that runs crdt_gc_run at once and then every
+ * crdt_gc_interval_ms (wall time), logging "<log_module>: gc purged=N" at
+ * INFO when N > 0, at DEBUG otherwise. For a daemon without gossip
+ * (single-node mode: revocations and revoked sessions still expire); with
+ * gossip the driver runs GC. crdt_replica_free stops it. -EALREADY when
+ * already started. */
+int crdt_gc_autorun(struct crdt_replica *r, const char *log_module, struct ut_err *err);
+
+/* ---- re-sync after a long absence (docs/replication.md section 8) ----
+ *
+ * crdt_resync_begin marks every live row of the LWW tables (not the
+ * grow-only ones, not crdt_leases, not those named in keep) whose stamp is
+ * older than the horizon: the suspects. The caller then has one peer, the
+ * source, send everything it holds, applied with CRDT_APPLY_SOURCE: each
+ * key the source holds is confirmed (unmarked; with CRDT_APPLY_UNSEEN
+ * alone nothing is confirmed). crdt_resync_end(drop = 1)
+ * deletes every row still marked whose stamp is still older than the
+ * horizon recorded by begin (a write made since, here or by a peer, is
+ * kept); drop = 0 only forgets the marks. Nothing is deleted before end:
+ * the rows stay readable meanwhile, and a re-sync that cannot finish loses
+ * nothing. The version vector is not touched (our own seq counter never
+ * goes back; the caller makes the source re-send by stating a lower vector
+ * to it). The state persists across restarts. All three inside a
+ * store_write job. */
+int crdt_resync_begin(struct crdt_replica *r, sqlite3 *db, const char *const *keep, size_t n_keep,
+                      uint64_t *marked, struct ut_err *err);
+int crdt_resync_end(struct crdt_replica *r, sqlite3 *db, int drop, uint64_t *dropped,
+                    struct ut_err *err);
+/* 1 while a re-sync is begun and not ended (any thread). */
+int crdt_resync_active(struct crdt_replica *r);
+/* Rows still marked (any connection). */
+int crdt_resync_count(struct crdt_replica *r, sqlite3 *db, uint64_t *suspects, struct ut_err *err);
 
 /* ---- leases (exclusive work, fenced by epoch) ---- */
 

@@ -20,6 +20,11 @@
 
 #define CRDT_DEF_TOMBSTONE_TTL_MS (UINT64_C(7) * 24 * 3600 * 1000)
 #define CRDT_LEASE_TABLE          "crdt_leases"
+#define CRDT_GC_INTERVAL_MAX_MS   (UINT64_C(10) * 60 * 1000)
+#define CRDT_GC_INTERVAL_MIN_MS   UINT64_C(1000)
+/* Names in the node-local table crdt_meta(name, value). */
+#define CRDT_META_GC_MARK     "gc_mark_ms"     /* newest purged tombstone, unix ms */
+#define CRDT_META_RESYNC_FROM "resync_horizon" /* horizon stamp when the re-sync began */
 
 struct crdt_tbl {
     char *name;
@@ -45,6 +50,16 @@ struct crdt_replica {
     pthread_mutex_t cb_mu; /* guards cb, cb_arg */
     crdt_change_fn cb;
     void *cb_arg;
+
+    /* GC (gc.c): runs and rows purged by crdt_gc_run; the unix ms of the
+     * newest tombstone any crdt_gc purged (mirrors crdt_meta). */
+    atomic_uint_fast64_t gc_runs, gc_purged, gc_mark_ms;
+    /* Re-sync (resync.c): the horizon stamp recorded by crdt_resync_begin,
+     * 0 when none is open (mirrors crdt_meta). */
+    atomic_uint_fast64_t resync_from;
+
+    /* The optional GC thread (gc_thread.c), NULL when not started. */
+    struct crdt_gc_thread *gc_thread;
 };
 
 /* Clock skew: stamps are adopted only with this check done. */
@@ -93,5 +108,16 @@ int crdt_put_internal_(struct crdt_replica *r, sqlite3 *db, const char *tbl, con
 
 /* The wall clock (unix ms) and the GC horizon stamp derived from it. */
 uint64_t crdt_horizon_hlc_(struct crdt_replica *r, uint64_t wall_ms);
+
+/* crdt_meta: reads name (0 when absent) / upserts it (inside a job). */
+int crdt_meta_get_(struct crdt_replica *r, sqlite3 *db, const char *name, uint64_t *value,
+                   struct ut_err *err);
+int crdt_meta_set_(struct crdt_replica *r, sqlite3 *db, const char *name, uint64_t value,
+                   struct ut_err *err);
+/* Drops the key's re-sync mark (resync.c); inside a job. */
+int crdt_resync_confirm_(struct crdt_replica *r, sqlite3 *db, const struct crdt_tbl *t,
+                         const char *key, size_t key_len, struct ut_err *err);
+/* Stops and joins the GC thread, if any (gc_thread.c). */
+void crdt_gc_thread_stop_(struct crdt_replica *r);
 
 #endif

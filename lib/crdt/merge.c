@@ -154,6 +154,27 @@ static int stored_hlc(struct crdt_replica *r, sqlite3 *db, const char *fn, const
     return 0;
 }
 
+/* *was_seen = 1 when our vv for w's origin covers w's seq: we held that
+ * write, or one that superseded it. */
+static int seen(struct crdt_replica *r, sqlite3 *db, const struct row *w, int *was_seen,
+                struct ut_err *err)
+{
+    sqlite3_stmt *st = crdt_stmt_(r, db, "SELECT seq FROM crdt_vv WHERE origin = ?1", err);
+    int rc;
+
+    *was_seen = 0;
+    if (st == NULL)
+        return -EIO;
+    sqlite3_bind_text(st, 1, w->origin, (int)w->origin_len, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        *was_seen = (uint64_t)sqlite3_column_int64(st, 0) >= w->seq;
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return crdt_db_err_(err, db, "crdt_apply", "reading crdt_vv");
+    return 0;
+}
+
 static int check_key(const char *fn, const char *tbl, const char *key, size_t *len,
                      struct ut_err *err)
 {
@@ -359,6 +380,12 @@ static int apply_check(struct crdt_replica *r, const struct crdt_entry *e, struc
 
 int crdt_apply(struct crdt_replica *r, sqlite3 *db, const struct crdt_entry *e, struct ut_err *err)
 {
+    return crdt_apply_ex(r, db, e, 0, err);
+}
+
+int crdt_apply_ex(struct crdt_replica *r, sqlite3 *db, const struct crdt_entry *e, unsigned flags,
+                  struct ut_err *err)
+{
     char kshow[CRDT_SHOW_MAX];
     struct row w = {0};
     uint64_t wall, have;
@@ -389,16 +416,31 @@ int crdt_apply(struct crdt_replica *r, sqlite3 *db, const struct crdt_entry *e, 
             return CRDT_EXPIRED;
     } else if (e->hlc < crdt_horizon_hlc_(r, wall)) {
         /* Older than the GC horizon: only a key we hold may take it, else
-         * it may be a write whose tombstone we already purged. */
+         * it may be a write whose tombstone we already purged. Catching
+         * up (CRDT_APPLY_UNSEEN), a write we never saw is one we missed. */
         rc = stored_hlc(r, db, "crdt_apply", &w, &exists, &have, err);
         if (rc < 0)
             return rc;
-        if (!exists)
-            return CRDT_HORIZON;
+        if (!exists) {
+            if (!(flags & CRDT_APPLY_UNSEEN))
+                return CRDT_HORIZON;
+            rc = seen(r, db, &w, &exists, err);
+            if (rc < 0)
+                return rc;
+            if (exists)
+                return CRDT_HORIZON;
+        }
     }
     rc = upsert(r, db, "crdt_apply", &w, &won, err);
     if (rc < 0)
         return rc;
+    if ((flags & CRDT_APPLY_SOURCE) == CRDT_APPLY_SOURCE && w.t->kind == CRDT_LWW) {
+        /* The source holds the key: whichever version wins, it is no row
+         * a purged tombstone deleted. */
+        rc = crdt_resync_confirm_(r, db, w.t, w.key, w.key_len, err);
+        if (rc < 0)
+            return rc;
+    }
     if (!won)
         return CRDT_OLDER;
     crdt_mark_dirty_(r);

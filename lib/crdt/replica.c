@@ -39,11 +39,22 @@ static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS crdt_vv("
     " origin TEXT PRIMARY KEY NOT NULL,"
     " seq INTEGER NOT NULL"
+    ") WITHOUT ROWID;"
+    /* node-local: the GC mark and the re-sync state (gc.c, resync.c) */
+    "CREATE TABLE IF NOT EXISTS crdt_meta("
+    " name TEXT PRIMARY KEY NOT NULL,"
+    " value INTEGER NOT NULL"
+    ") WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS crdt_suspect("
+    " tbl TEXT NOT NULL,"
+    " key TEXT NOT NULL,"
+    " PRIMARY KEY (tbl, key)"
     ") WITHOUT ROWID;";
 
 struct open_ctx {
     struct crdt_replica *r;
     uint64_t vv_sum;
+    uint64_t gc_mark, resync_from;
 };
 
 /* Creates (or re-creates, when its text changed) the view of table t. A
@@ -121,6 +132,9 @@ static int open_job(sqlite3 *db, void *arg, struct ut_err *err)
     sqlite3_reset(st);
     if (rc != SQLITE_DONE)
         return crdt_db_err_(err, db, "crdt_replica_open", "reading crdt_vv");
+    if ((rc = crdt_meta_get_(r, db, CRDT_META_GC_MARK, &c->gc_mark, err)) < 0 ||
+        (rc = crdt_meta_get_(r, db, CRDT_META_RESYNC_FROM, &c->resync_from, err)) < 0)
+        return rc;
     return 0;
 }
 
@@ -206,10 +220,10 @@ int crdt_replica_open(struct crdt_replica **out, struct store *s, const struct c
                    out == NULL ? "out" : (s == NULL ? "store" : "opts"));
         return -EINVAL;
     }
-    if (crdt_origin_ok_(o->origin, NULL) < 0) {
+    if (crdt_origin_ok_(o->origin, NULL) < 0 || o->origin[0] == '~') {
         ut_err_set(err,
                    "crdt_replica_open: bad origin \"%s\" (want 1..%d printable ASCII bytes, no "
-                   "spaces)",
+                   "spaces, not starting with '~')",
                    crdt_show_(o->origin, show, sizeof(show)), CRDT_ORIGIN_MAX);
         return -EINVAL;
     }
@@ -233,6 +247,10 @@ int crdt_replica_open(struct crdt_replica **out, struct store *s, const struct c
     atomic_init(&r->pending, 0);
     atomic_init(&r->generation, 0);
     atomic_init(&r->last_skew_log_ms, 0);
+    atomic_init(&r->gc_runs, 0);
+    atomic_init(&r->gc_purged, 0);
+    atomic_init(&r->gc_mark_ms, 0);
+    atomic_init(&r->resync_from, 0);
     r->origin = strdup(o->origin);
     r->tables = calloc(o->n_tables + 1, sizeof(*r->tables));
     if (r->origin == NULL || r->tables == NULL) {
@@ -259,6 +277,8 @@ int crdt_replica_open(struct crdt_replica **out, struct store *s, const struct c
     if (rc < 0)
         goto out;
     atomic_store(&r->generation, ctx.vv_sum);
+    atomic_store(&r->gc_mark_ms, ctx.gc_mark);
+    atomic_store(&r->resync_from, ctx.resync_from);
     store_on_commit(s, commit_hook, r);
     ut_log(UT_LOG_DEBUG, "crdt", "replica open", UT_LF_S("origin", r->origin),
            UT_LF_I("tables", r->n_tables - 1));
@@ -279,6 +299,7 @@ void crdt_replica_free(struct crdt_replica *r)
 {
     if (r == NULL)
         return;
+    crdt_gc_thread_stop_(r);
     if (r->s != NULL)
         store_on_commit(r->s, NULL, NULL);
     for (size_t i = 0; i < r->n_tables; i++)

@@ -1,3 +1,11 @@
+/*
+ * driver.c - the HTTP side of the gossip engine (driver.h): the background
+ * loop and the routes. The loop always runs: besides the exchanges (only
+ * with run_loop, i.e. configured peers) it does the engine's periodic work
+ * (gsp_engine_maintain: GC every min(tombstone_ttl / 8, 10 min), the
+ * staleness check, persisting the last contact), which a node that is only
+ * ever contacted by others needs too.
+ */
 #include "gossip/driver.h"
 
 #include <errno.h>
@@ -7,6 +15,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "gossip/engine_int.h"
 #include "gossip/members.h"
 #include "util/log.h"
 #include "util/mem.h"
@@ -22,6 +31,7 @@ struct gsp_driver {
     char *header_name;
     char *metrics_prefix;
     int timeout_ms;
+    int exchanges; /* run_loop: contact peers */
     pthread_t thread;
     int running;
     pthread_mutex_t mu;
@@ -146,19 +156,23 @@ static void *loop(void *arg)
     struct ut_err err = {{0}};
     struct gsp_due *due = calloc(DUE_BATCH, sizeof(*due));
 
-    if (due == NULL || http_client_new(&c, &co, &err) < 0) {
+    if (due == NULL || (d->exchanges && http_client_new(&c, &co, &err) < 0)) {
         ut_log(UT_LOG_ERROR, "gossip", "gossip loop cannot start", UT_LF_S("error", err.msg));
         free(due);
         return NULL;
     }
     pthread_mutex_lock(&d->mu);
     while (!d->stop) {
-        uint64_t next = 0, now;
-        size_t n;
+        uint64_t next = 0, now, maint;
+        size_t n = 0;
 
         d->woken = 0;
         pthread_mutex_unlock(&d->mu);
-        n = gsp_engine_due(d->e, due, DUE_BATCH, &next);
+        maint = gsp_engine_maintain(d->e);
+        if (d->exchanges)
+            n = gsp_engine_due(d->e, due, DUE_BATCH, &next);
+        if (next == 0 || maint < next)
+            next = maint;
         for (size_t i = 0; i < n; i++) {
             if (due[i].kind == GSP_DUE_RESOLVE)
                 resolve(d, c, &due[i]);
@@ -207,16 +221,15 @@ int gsp_driver_start(struct gsp_driver **out, const struct gsp_driver_opts *o, s
     pthread_condattr_setclock(&ca, CLOCK_REALTIME);
     pthread_cond_init(&d->cv, &ca);
     pthread_condattr_destroy(&ca);
+    d->exchanges = o->run_loop;
     gsp_engine_set_wakeup(d->e, wake_cb, d);
-    if (o->run_loop) {
-        rc = pthread_create(&d->thread, NULL, loop, d);
-        if (rc != 0) {
-            ut_err_set(err, "cannot start the gossip thread: %s", strerror(rc));
-            gsp_driver_stop(d);
-            return -rc;
-        }
-        d->running = 1;
+    rc = pthread_create(&d->thread, NULL, loop, d);
+    if (rc != 0) {
+        ut_err_set(err, "cannot start the gossip thread: %s", strerror(rc));
+        gsp_driver_stop(d);
+        return -rc;
     }
+    d->running = 1;
     *out = d;
     return 0;
 }

@@ -32,7 +32,9 @@ struct gsp_driver_opts {
                                    anyone (no configured peers: "loop disabled") */
 };
 
-/* Creates the driver and, when run_loop, starts its thread. */
+/* Creates the driver and starts its thread: exchanges with peers when
+ * run_loop, and always the engine's periodic work (GC, the last-contact
+ * bookkeeping; docs/replication.md section 8). */
 int gsp_driver_start(struct gsp_driver **out, const struct gsp_driver_opts *o, struct ut_err *err);
 /* Wakes the loop now (e.g. after gsp_engine_seed or a peer list reload). */
 void gsp_driver_wake(struct gsp_driver *d);

@@ -20,6 +20,7 @@ struct gsp_exchange {
     enum gsp_due_kind why;
     struct cry_env_req *req;
     struct gsp_vv vv_sent;    /* our vv when the request was built */
+    struct gsp_vv stated;     /* what the request stated as our vv (contact.c) */
     struct gsp_vv pvv_before; /* what we believed the peer had */
     int pvv_was_known;
     int sent_more; /* our page was full */
@@ -265,6 +266,7 @@ struct apply_job {
     const uint8_t *refuse;
     const struct gsp_vv *before; /* our vv before (for "moved"); may be NULL */
     struct gsp_vv stop;          /* origin -> first seq refused for clock skew */
+    unsigned flags;              /* crdt_apply_ex flags (CRDT_APPLY_SOURCE: re-sync source) */
     size_t applied, older, skew, unknown, invalid, gaps;
     int moved; /* some through marker raised our vv */
 };
@@ -290,7 +292,7 @@ static int apply_fn(sqlite3 *db, void *arg, struct ut_err *err)
         s = gsp_vv_get(&j->stop, ce->origin);
         if (s != 0 && ce->seq >= s)
             continue;
-        rc = crdt_apply(j->e->replica, db, ce, &lerr);
+        rc = crdt_apply_ex(j->e->replica, db, ce, j->flags, &lerr);
         if (rc == CRDT_APPLIED) {
             j->applied++;
         } else if (rc > 0) {
@@ -337,9 +339,11 @@ out:
     return rc;
 }
 
-/* Validates membership entries and applies m in one store_write job. */
+/* Validates membership entries and applies m in one store_write job.
+ * flags: from gsp_contact_pre_ (the re-sync source's entries). */
 static int apply_msg(struct gsp_engine *e, const struct gsp_msg *m, const char *from,
-                     const struct gsp_vv *before, struct apply_job *j, struct ut_err *err)
+                     const struct gsp_vv *before, unsigned flags, struct apply_job *j,
+                     struct ut_err *err)
 {
     struct gsp_member *acc = NULL;
     uint8_t *refuse = NULL;
@@ -350,6 +354,7 @@ static int apply_msg(struct gsp_engine *e, const struct gsp_msg *m, const char *
     j->e = e;
     j->m = m;
     j->before = before;
+    j->flags = flags;
     if (m->n_entries == 0 && m->through.n == 0)
         return 0;
     if (m->n_entries > 0) {
@@ -360,6 +365,8 @@ static int apply_msg(struct gsp_engine *e, const struct gsp_msg *m, const char *
     }
     j->refuse = refuse;
     rc = store_write(e->store, apply_fn, j, err);
+    if (rc == 0 && (flags & CRDT_APPLY_SOURCE) == CRDT_APPLY_SOURCE)
+        gsp_pass_raise_(e, from, m, &j->stop);
     if (rc == 0 && n_acc > 0)
         gsp_members_adopt_(e, acc, n_acc);
     if (rc == 0 && (n_ref > 0 || j->skew > 0 || j->unknown > 0 || j->invalid > 0)) {
@@ -382,6 +389,24 @@ static int apply_msg(struct gsp_engine *e, const struct gsp_msg *m, const char *
     free(refuse);
     free(acc);
     return rc;
+}
+
+/* The vv the sender of m states (in full, or by the hash of our copy):
+ * 1 and *out filled, 0 when unknown. */
+static int peer_stated(struct gsp_engine *e, const char *node_id, const struct gsp_msg *m,
+                       struct gsp_vv *out)
+{
+    struct gsp_peer *p;
+    int known = 0;
+
+    if (m->has_vv)
+        return gsp_vv_copy(out, &m->vv) == 0;
+    pthread_mutex_lock(&e->mu);
+    p = gsp_peer_find_(e, node_id);
+    if (p != NULL && p->pvv_known && memcmp(p->pvv_hash, m->vvh, GSP_VVH_BYTES) == 0)
+        known = gsp_vv_copy(out, &p->pvv) == 0;
+    pthread_mutex_unlock(&e->mu);
+    return known;
 }
 
 /* Warns (once per peer) when a peer has more of our own origin's writes
@@ -579,6 +604,9 @@ int gsp_engine_new(struct gsp_engine **out, const struct gsp_engine_opts *o, str
     rc = self_vv(e, NULL, NULL, err);
     if (rc < 0)
         goto out;
+    rc = gsp_contact_init_(e, err);
+    if (rc < 0)
+        goto out;
     crdt_set_change_cb(e->replica, on_change, e);
     if (gsp_engine_peer_count(e) == 0)
         ut_log(UT_LOG_WARN, e->log_module, "no peers configured — loop disabled");
@@ -595,6 +623,10 @@ void gsp_engine_free(struct gsp_engine *e)
         return;
     if (e->replica != NULL)
         crdt_set_change_cb(e->replica, NULL, NULL);
+    if (e->state_ready)
+        gsp_contact_fini_(e); /* clean shutdown: the last contact */
+    gsp_vv_free(&e->ref_vv);
+    gsp_vv_free(&e->pass_vv);
     gsp_peers_free_(e);
     free(e->members);
     gsp_vv_free(&e->self_vv);
@@ -694,7 +726,10 @@ size_t gsp_engine_due(struct gsp_engine *e, struct gsp_due *out, size_t max, uin
             next = min64(next, p->backoff_until_ms);
             continue;
         }
-        in_sync = p->pvv_known && e->self_vv_ok && gsp_vv_le(&e->self_vv, &p->pvv);
+        /* The source of our re-sync is never "in sync": it is re-sending
+         * everything, a round at least every interval. */
+        in_sync = p->pvv_known && e->self_vv_ok && gsp_vv_le(&e->self_vv, &p->pvv) &&
+                  !gsp_pass_source_locked_(e, p->node_id);
         if (p->pinned && p->more) {
             put_due(&out[n++], GSP_DUE_MORE, p);
             continue;
@@ -739,6 +774,7 @@ static void exchange_free(struct gsp_exchange *x)
         return;
     cry_env_req_free(x->req);
     gsp_vv_free(&x->vv_sent);
+    gsp_vv_free(&x->stated);
     gsp_vv_free(&x->pvv_before);
     free(x);
 }
@@ -797,6 +833,7 @@ int gsp_engine_begin(struct gsp_engine *e, const char *node_id, enum gsp_due_kin
     struct gsp_vv pvv = {0};
     struct page pg;
     uint8_t self_hash[GSP_VVH_BYTES], pvh[GSP_VVH_BYTES], acked[GSP_VVH_BYTES];
+    uint8_t stated_hash[GSP_VVH_BYTES];
     uint8_t *payload = NULL;
     size_t payload_len = 0;
     int rc, pvv_known = 0, use_vvh = 0, claimed = 0;
@@ -847,13 +884,18 @@ int gsp_engine_begin(struct gsp_engine *e, const char *node_id, enum gsp_due_kin
      * exchange only pulls and learns it; the next one pushes. */
     if (rc == 0 && pvv_known)
         rc = build_page(e, db, &x->vv_sent, &pvv, &pg, err);
+    /* What we tell the peer we have (contact.c): our vv, or less while it
+     * is the source of our re-sync, with the pseudo-origins. */
+    if (rc == 0)
+        rc = gsp_stated_vv_(e, node_id, &x->vv_sent, &x->stated);
     if (rc < 0)
         goto out;
-    use_vvh = use_vvh && memcmp(acked, self_hash, GSP_VVH_BYTES) == 0;
+    gsp_vv_hash(&x->stated, stated_hash);
+    use_vvh = use_vvh && memcmp(acked, stated_hash, GSP_VVH_BYTES) == 0;
     mo.kind = GSP_MSG_REQUEST;
     mo.gen = crdt_generation(e->replica);
-    mo.vv = use_vvh ? NULL : &x->vv_sent;
-    mo.vvh = use_vvh ? self_hash : NULL;
+    mo.vv = use_vvh ? NULL : &x->stated;
+    mo.vvh = use_vvh ? stated_hash : NULL;
     mo.pvh = pvv_known ? pvh : NULL;
     mo.entries = (const uint8_t *)pg.ent.data;
     mo.entries_len = pg.ent.len;
@@ -1008,12 +1050,14 @@ int gsp_engine_finish(struct gsp_engine *e, struct gsp_exchange *x, const uint8_
     struct gsp_msg m = {0};
     struct apply_job j = {0};
     struct gsp_peer *p;
+    struct gsp_vv pv = {0};
     uint8_t *pl = NULL, bh[GSP_VVH_BYTES];
     size_t pl_len = 0;
     uint64_t now = gsp_now_(e);
     const char *reason = NULL;
     char label[GSP_URL_MAX];
-    int rc, bh_ok = 0, first = 0;
+    unsigned flags;
+    int rc, bh_ok = 0, first = 0, pv_known = 0;
 
     pthread_mutex_lock(&e->mu);
     p = gsp_peer_find_(e, x->node_id);
@@ -1040,7 +1084,9 @@ int gsp_engine_finish(struct gsp_engine *e, struct gsp_exchange *x, const uint8_
                UT_LF_S("error", err ? err->msg : ""));
         goto out;
     }
-    rc = apply_msg(e, &m, x->node_id, &x->vv_sent, &j, err);
+    pv_known = peer_stated(e, x->node_id, &m, &pv);
+    flags = gsp_contact_pre_(e, x->node_id, pv_known ? &pv : NULL);
+    rc = apply_msg(e, &m, x->node_id, &x->vv_sent, flags, &j, err);
     if (rc < 0) {
         reason = "store";
         ut_log(UT_LOG_ERROR, e->log_module, "applying entries failed", UT_LF_S("peer", label),
@@ -1048,7 +1094,7 @@ int gsp_engine_finish(struct gsp_engine *e, struct gsp_exchange *x, const uint8_
         goto out;
     }
     if (!m.need_vv && j.skew == 0)
-        believed_hash(&x->vv_sent, &m.through, bh, &bh_ok);
+        believed_hash(&x->stated, &m.through, bh, &bh_ok);
     pthread_mutex_lock(&e->mu);
     p = gsp_peer_find_(e, x->node_id);
     if (p != NULL) {
@@ -1060,6 +1106,8 @@ int gsp_engine_finish(struct gsp_engine *e, struct gsp_exchange *x, const uint8_
     e->total.entries_received += m.n_entries;
     e->total.entries_applied += j.applied;
     pthread_mutex_unlock(&e->mu);
+    /* Staleness and re-sync (contact.c); records the contact. */
+    gsp_contact_post_(e, x->node_id, pv_known ? &pv : NULL, 1, m.more, j.skew);
     if (first)
         log_first_contact(e, label);
 out:
@@ -1079,6 +1127,7 @@ out:
             rc = -EPROTO;
     }
     gsp_msg_free(&m);
+    gsp_vv_free(&pv);
     if (pl != NULL) {
         ut_memzero(pl, pl_len);
         free(pl);
@@ -1197,13 +1246,14 @@ int gsp_engine_handle(struct gsp_engine *e, const uint8_t *msg, size_t msg_len,
     struct gsp_msg m = {0};
     struct gsp_msg_out mo = {0};
     struct apply_job j = {0};
-    struct gsp_vv self = {0}, rv = {0};
+    struct gsp_vv self = {0}, rv = {0}, stated = {0};
     struct gsp_peer *p;
     struct page pg;
-    uint8_t *pl = NULL, *payload = NULL, self_hash[GSP_VVH_BYTES];
+    uint8_t *pl = NULL, *payload = NULL, self_hash[GSP_VVH_BYTES], stated_hash[GSP_VVH_BYTES];
     size_t pl_len = 0, payload_len = 0;
     char sender[CRY_ENV_ID_MAX + 1];
     const char *why = NULL, *who = header_node_id;
+    unsigned flags;
     int rc, need_vv = 0, rv_known = 0, authed = 0, status = 500;
     sqlite3 *db;
 
@@ -1245,7 +1295,11 @@ int gsp_engine_handle(struct gsp_engine *e, const uint8_t *msg, size_t msg_len,
         status = rc == -E2BIG ? 413 : 400;
         goto out;
     }
-    rc = apply_msg(e, &m, sender, NULL, &j, err);
+    rv_known = peer_stated(e, sender, &m, &rv);
+    flags = gsp_contact_pre_(e, sender, rv_known ? &rv : NULL);
+    gsp_vv_free(&rv);
+    rv_known = 0;
+    rc = apply_msg(e, &m, sender, NULL, flags, &j, err);
     if (rc < 0) {
         why = "store";
         goto out;
@@ -1291,15 +1345,18 @@ int gsp_engine_handle(struct gsp_engine *e, const uint8_t *msg, size_t msg_len,
     rc = db ? fresh_vv(e, db, &self, self_hash, err) : -EIO;
     if (rc == 0 && rv_known)
         rc = build_page(e, db, &self, &rv, &pg, err);
+    if (rc == 0)
+        rc = gsp_stated_vv_(e, sender, &self, &stated);
     if (rc < 0)
         goto out;
+    gsp_vv_hash(&stated, stated_hash);
     mo.kind = GSP_MSG_RESPONSE;
     mo.gen = crdt_generation(e->replica);
     /* The requester's copy of our vv is current: name it by hash. */
-    if (m.has_pvh && memcmp(m.pvh, self_hash, GSP_VVH_BYTES) == 0)
-        mo.vvh = self_hash;
+    if (m.has_pvh && memcmp(m.pvh, stated_hash, GSP_VVH_BYTES) == 0)
+        mo.vvh = stated_hash;
     else
-        mo.vv = &self;
+        mo.vv = &stated;
     mo.entries = (const uint8_t *)pg.ent.data;
     mo.entries_len = pg.ent.len;
     mo.n_entries = pg.n;
@@ -1330,6 +1387,7 @@ int gsp_engine_handle(struct gsp_engine *e, const uint8_t *msg, size_t msg_len,
     e->total.bytes_out += *resp_len;
     e->total.entries_sent += pg.n;
     pthread_mutex_unlock(&e->mu);
+    gsp_contact_post_(e, sender, rv_known ? &rv : NULL, 0, 0, j.skew);
     *http_status = 200;
     rc = 0;
 out:
@@ -1348,6 +1406,7 @@ out:
     }
     free(payload);
     gsp_vv_free(&self);
+    gsp_vv_free(&stated);
     gsp_vv_free(&rv);
     page_free(&pg);
     return rc;

@@ -11,6 +11,8 @@
  *   vouch.c    certified pinning (engine.h, "Vouching"): kem-info
  *              documents, introductions, the refusal log
  *   stats.c    counters, status JSON, Prometheus text
+ *   contact.c  last contact, staleness after a long absence, re-sync
+ *              passes, periodic GC (docs/replication.md section 8)
  *   proto.c    the CBOR payload (proto.h)
  *
  * Locking: one engine mutex (mu) guards the peer table, the member map,
@@ -130,6 +132,25 @@ struct gsp_engine {
     uint64_t refusal_log_ms[GSP_MAX_REASONS];
     char refusal_log_reason[GSP_MAX_REASONS][GSP_REASON_LEN];
 
+    /* contact.c (under mu unless noted): when we last completed an
+     * exchange with anyone; whether we were out of contact for longer
+     * than the tombstone TTL ("armed": peers' GC marks decide whether we
+     * must re-sync); the re-sync pass, if one is open. */
+    uint64_t ttl_ms, margin_ms, gc_every_ms, gc_next_ms;
+    uint64_t last_contact_ms; /* 0: never (a new node) */
+    uint64_t lc_saved_ms;     /* the value last persisted */
+    uint64_t lc_saved_at_ms;  /* when */
+    int state_ready;          /* gossip_state loaded: persist on free */
+    int armed;
+    uint64_t armed_lc_ms;                 /* last contact when armed; 0: a new node's first sync */
+    struct gsp_vv ref_vv;                 /* our vv when armed (before any exchange since) */
+    int pass;                             /* a re-sync pass is open */
+    int pass_busy;                        /* a thread is writing a transition */
+    char pass_source[CRY_ENV_ID_MAX + 1]; /* "" : any eligible peer */
+    struct gsp_vv pass_vv;                /* what the source declared complete this pass */
+    int pass_fresh, pass_moved; /* pass (re)started / pass_vv raised since the last look */
+    uint64_t resyncs, resync_dropped, resync_yields;
+
     /* vouching (read-only after gsp_engine_new) */
     char *vouch_cert; /* ours, or NULL */
     gsp_vouch_fn vouch_verify;
@@ -218,6 +239,50 @@ int gsp_vouch_check_(struct gsp_engine *e, const char *node_id, const uint8_t *k
  * shown). Takes mu itself. */
 void gsp_vouch_refused_(struct gsp_engine *e, const char *node_id, const char *label, unsigned kind,
                         const char *why);
+
+/* ---- contact.c (no lock held unless noted) ---- */
+
+/* Pseudo-origins in a stated version vector: never node ids (a replica
+ * origin cannot start with '~'). */
+#define GSP_VV_GC_MARK "~gc"     /* the sender's crdt_gc_mark (unix ms) */
+#define GSP_VV_RESYNC  "~resync" /* 1: the sender is re-syncing */
+
+/* Loads gossip_state (creating it), decides whether this start is after a
+ * long absence or a new node's first sync (from gsp_engine_new). */
+int gsp_contact_init_(struct gsp_engine *e, struct ut_err *err);
+/* Persists the last contact (gsp_engine_free). */
+void gsp_contact_fini_(struct gsp_engine *e);
+/* What we state as our vv to peer: real (our vv), or the pass vector when
+ * peer is the source of our re-sync, plus the pseudo-origins. */
+int gsp_stated_vv_(struct gsp_engine *e, const char *peer, const struct gsp_vv *real,
+                   struct gsp_vv *out);
+/* Before applying a message from peer, whose stated vv is pv (NULL:
+ * unknown): arms the staleness check when the last contact is older than
+ * the TTL, opens a re-sync pass with peer as the source when it purged
+ * what we may have missed (WARN line). Returns the apply flags for its
+ * entries: CRDT_APPLY_SOURCE from the source of our pass, else
+ * CRDT_APPLY_UNSEEN while armed (catching up) from a peer that is not
+ * re-syncing, else 0. */
+unsigned gsp_contact_pre_(struct gsp_engine *e, const char *peer, const struct gsp_vv *pv);
+/* Raises the pass vector by the through ranges of a message the source
+ * sent (after it was applied); stop: origins clamped for clock skew. */
+void gsp_pass_raise_(struct gsp_engine *e, const char *peer, const struct gsp_msg *m,
+                     const struct gsp_vv *stop);
+/* After a successful exchange with peer, whose stated vv is pv: switches,
+ * yields or completes a re-sync pass, disarms, ends a new node's first
+ * sync, records the contact. requester: we asked (then resp_more/skew
+ * describe the response; a pass completes only there). */
+void gsp_contact_post_(struct gsp_engine *e, const char *peer, const struct gsp_vv *pv,
+                       int requester, int resp_more, size_t skew);
+/* 1 when peer is the source of an open pass (caller holds mu). */
+int gsp_pass_source_locked_(const struct gsp_engine *e, const char *peer);
+/* The driver's periodic work: GC every crdt_gc_interval_ms (logged
+ * "gc purged=N": INFO when N > 0, else DEBUG), arming the staleness check
+ * while out of contact, persisting the last contact. Returns when to call
+ * again (unix ms, engine clock). Any thread. */
+uint64_t gsp_engine_maintain(struct gsp_engine *e);
+/* 1 when a[o] <= b[o] for every real (non-pseudo) origin of a. */
+int gsp_vv_le_real_(const struct gsp_vv *a, const struct gsp_vv *b);
 
 /* ---- stats.c ---- */
 

@@ -103,6 +103,42 @@ out:
     return o;
 }
 
+/* Totals of the engine's periodic work and re-syncs (contact.c), added to
+ * "totals" (caller holds mu). */
+static void gc_totals(struct gsp_engine *e, json_t *t)
+{
+    uint64_t runs = 0, purged = 0;
+
+    crdt_gc_stats(e->replica, &runs, &purged);
+    json_object_set_new(t, "gc_runs", json_integer((json_int_t)runs));
+    json_object_set_new(t, "gc_purged", json_integer((json_int_t)purged));
+    json_object_set_new(t, "resyncs", json_integer((json_int_t)e->resyncs));
+    json_object_set_new(t, "resync_dropped", json_integer((json_int_t)e->resync_dropped));
+    json_object_set_new(t, "resync_yields", json_integer((json_int_t)e->resync_yields));
+}
+
+/* "contact": the last contact, the staleness check and the re-sync pass
+ * (docs/replication.md section 8). suspects: rows still awaiting
+ * confirmation, or -1 when unknown. Caller holds mu. */
+static json_t *contact_json(struct gsp_engine *e, long long suspects)
+{
+    json_t *o = json_object();
+
+    if (o == NULL)
+        return NULL;
+    json_object_set_new(o, "last_contact_ms", json_integer((json_int_t)e->last_contact_ms));
+    json_object_set_new(o, "gc_mark_ms", json_integer((json_int_t)crdt_gc_mark(e->replica)));
+    json_object_set_new(o, "gc_interval_ms", json_integer((json_int_t)e->gc_every_ms));
+    json_object_set_new(o, "armed", json_boolean(e->armed && !e->pass));
+    json_object_set_new(o, "armed_last_contact_ms",
+                        json_integer((json_int_t)(e->armed ? e->armed_lc_ms : 0)));
+    json_object_set_new(o, "resync", json_boolean(e->pass));
+    json_object_set_new(o, "first_sync", json_boolean(e->armed && e->armed_lc_ms == 0));
+    json_object_set_new(o, "resync_source", json_string(e->pass ? e->pass_source : ""));
+    json_object_set_new(o, "resync_suspects", json_integer(suspects));
+    return o;
+}
+
 /* How a pinned peer came to be trusted (engine.h, status). */
 static const char *pinned_by(const struct gsp_peer *p)
 {
@@ -117,8 +153,15 @@ static const char *pinned_by(const struct gsp_peer *p)
 
 json_t *gsp_engine_status(struct gsp_engine *e)
 {
-    json_t *root = json_object(), *peers = json_array();
+    json_t *root = json_object(), *peers = json_array(), *totals;
     json_t *vv = fresh_vv_json(e);
+    struct ut_err err = {{0}};
+    sqlite3 *db = store_reader(e->store, &err);
+    uint64_t suspects = 0;
+    long long sus = -1;
+
+    if (db != NULL && crdt_resync_count(e->replica, db, &suspects, &err) == 0)
+        sus = (long long)suspects;
 
     if (root == NULL || peers == NULL) {
         json_decref(root);
@@ -155,7 +198,11 @@ json_t *gsp_engine_status(struct gsp_engine *e)
     json_object_set_new(root, "node_id", json_string(e->self_id));
     json_object_set_new(root, "url", json_string(e->self_url));
     json_object_set_new(root, "peers", peers);
-    json_object_set_new(root, "totals", counters_json(&e->total));
+    totals = counters_json(&e->total);
+    if (totals != NULL)
+        gc_totals(e, totals);
+    json_object_set_new(root, "totals", totals);
+    json_object_set_new(root, "contact", contact_json(e, sus));
     json_object_set_new(root, "generation", json_integer((json_int_t)crdt_generation(e->replica)));
     json_object_set_new(root, "vv", vv ? vv : vv_json(&e->self_vv));
     json_object_set_new(root, "members", json_integer((json_int_t)e->n_members));
@@ -296,6 +343,29 @@ int gsp_engine_metrics(struct gsp_engine *e, const char *prefix, struct ut_buf *
                            "# HELP %s_generation Changes applied to the local replica.\n"
                            "# TYPE %s_generation gauge\n%s_generation %llu\n",
                            prefix, prefix, prefix, (unsigned long long)crdt_generation(e->replica));
+    if (rc == 0) {
+        uint64_t runs = 0, purged = 0;
+
+        crdt_gc_stats(e->replica, &runs, &purged);
+        rc = ut_buf_printf(
+            out,
+            "# HELP %s_gc_runs_total GC runs (tombstones and expired facts purged).\n"
+            "# TYPE %s_gc_runs_total counter\n%s_gc_runs_total %llu\n"
+            "# HELP %s_gc_purged_total Rows purged by GC.\n"
+            "# TYPE %s_gc_purged_total counter\n%s_gc_purged_total %llu\n"
+            "# HELP %s_resyncs_total Re-sync passes completed after a long absence.\n"
+            "# TYPE %s_resyncs_total counter\n%s_resyncs_total %llu\n"
+            "# HELP %s_resync_dropped_total Rows dropped by re-syncs (deleted elsewhere).\n"
+            "# TYPE %s_resync_dropped_total counter\n%s_resync_dropped_total %llu\n"
+            "# HELP %s_resync_active 1 while a re-sync pass is open.\n"
+            "# TYPE %s_resync_active gauge\n%s_resync_active %d\n"
+            "# HELP %s_last_contact_ms Unix time (ms) of the last successful exchange either way.\n"
+            "# TYPE %s_last_contact_ms gauge\n%s_last_contact_ms %llu\n",
+            prefix, prefix, prefix, (unsigned long long)runs, prefix, prefix, prefix,
+            (unsigned long long)purged, prefix, prefix, prefix, (unsigned long long)e->resyncs,
+            prefix, prefix, prefix, (unsigned long long)e->resync_dropped, prefix, prefix, prefix,
+            e->pass, prefix, prefix, prefix, (unsigned long long)e->last_contact_ms);
+    }
     pthread_mutex_unlock(&e->mu);
     return rc;
 }

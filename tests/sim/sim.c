@@ -1765,6 +1765,13 @@ int sim_key_state(struct sim *s, unsigned node, const char *tbl, const char *key
     return rc;
 }
 
+json_t *sim_status(struct sim *s, unsigned i)
+{
+    if (i >= s->o.n || !s->nodes[i].up || s->nodes[i].eng == NULL)
+        return NULL;
+    return gsp_engine_status(s->nodes[i].eng);
+}
+
 void sim_stats(struct sim *s, struct sim_stats *out)
 {
     *out = s->st;

@@ -148,6 +148,12 @@ int sim_has_writes_of(struct sim *s, unsigned origin_node, unsigned at_node);
  * another negative errno. */
 int sim_key_state(struct sim *s, unsigned node, const char *tbl, const char *key);
 
+/* Node i's gsp_engine_status() (new reference; NULL when it is down). Its
+ * "contact" object and "totals" show GC and re-syncs (docs/replication.md
+ * section 8). */
+struct json_t;
+struct json_t *sim_status(struct sim *s, unsigned i);
+
 struct sim_stats {
     uint64_t writes, deletes; /* acknowledged */
     uint64_t exchanges;       /* gsp_engine_begin succeeded */

@@ -21,6 +21,7 @@
 #include <time.h>
 
 #include <cmocka.h>
+#include <jansson.h>
 
 #include "sim.h"
 #include "util/log.h"
@@ -346,9 +347,9 @@ static void test_n100_fanout(void **state)
 /* N=3, tombstone TTL 60 s: node 2, cut off, writes k while the others
  * delete k (later stamp) and, after the TTL, purge the tombstone. When
  * node 2 comes back its old live entry is below their GC horizon: they
- * must not take it (no resurrection). Node 2 itself never learns of the
- * purged delete and keeps k: absences longer than the TTL are outside
- * what tombstones can repair (printed, not asserted). */
+ * must not take it (no resurrection). Node 2 was out of contact for longer
+ * than the TTL and a peer states a GC mark newer than its last contact: it
+ * re-syncs from that peer and drops k, which the peer no longer holds. */
 static void test_n3_gc_horizon(void **state)
 {
     struct sim_opts o = {.seed = seed_or_env(3003),
@@ -384,11 +385,137 @@ static void test_n3_gc_horizon(void **state)
     run(s, 5000);
     assert_int_equal(sim_key_state(s, 0, "kv", "k"), -ENOENT);
     assert_int_equal(sim_key_state(s, 1, "kv", "k"), -ENOENT);
+    assert_int_equal(sim_key_state(s, 2, "kv", "k"), -ENOENT); /* re-synced, dropped */
+    if (sim_check(s, 1, &err) < 0)
+        fail_msg("seed %" PRIu64 ": n3-gc-horizon: %s", sim_seed(s), err.msg);
     fprintf(stderr,
             "[sim n3-gc-horizon] purged %" PRIu64 "; after healing: k absent at n0000 and n0001 "
-            "(old entry below the horizon ignored), state at n0002: %d (1 = still live there)\n",
-            purged, sim_key_state(s, 2, "kv", "k"));
+            "(old entry below the horizon ignored) and at n0002 (re-synced)\n",
+            purged);
     finish(s, "n3-gc-horizon", t0);
+}
+
+/* A number at path "obj.key" of node i's status (-1 when absent). */
+static long long status_num(struct sim *s, unsigned i, const char *obj, const char *key)
+{
+    json_t *st = sim_status(s, i);
+    json_t *v = json_object_get(json_object_get(st, obj), key);
+    long long n = json_is_integer(v)   ? (long long)json_integer_value(v)
+                  : json_is_boolean(v) ? (long long)json_is_true(v)
+                                       : -1;
+
+    json_decref(st);
+    return n;
+}
+
+static void must_write(struct sim *s, unsigned node, const char *key, const char *value)
+{
+    struct ut_err err = {{0}};
+
+    if (sim_write(s, node, "kv", key, value, value ? strlen(value) : 0, &err) < 0)
+        fail_msg("seed %" PRIu64 ": write %s: %s", sim_seed(s), key, err.msg);
+}
+
+/* N=3, tombstone TTL 60 s, file stores: node 2 is stopped; meanwhile a row
+ * it holds is deleted on node 0, a row is created on node 1 and another
+ * updated, and after the TTL nodes 0 and 1 purge the tombstone. Node 2
+ * starts again (its last contact is older than the TTL): it must neither
+ * keep the deleted row nor hand it back to the others, must get the row
+ * created while it was away (older than the horizon by then), and the
+ * cluster converges byte for byte. The others never re-sync. */
+static void test_n3_stale_return(void **state)
+{
+    struct sim_opts o = {.seed = seed_or_env(3004),
+                         .n = 3,
+                         .topo = SIM_TOPO_MESH,
+                         .file_stores = 1,
+                         .sessions = 1,
+                         .tombstone_ttl_ms = 60000,
+                         .loss = 0.1,
+                         .dup = 0.05};
+    double t0 = wall_s();
+    struct sim *s = start(&o, "n3-stale-return");
+    struct ut_err err = {{0}};
+    uint64_t purged = 0;
+    char key[16];
+
+    (void)state;
+    for (int i = 0; i < 10; i++) {
+        snprintf(key, sizeof(key), "k%d", i);
+        must_write(s, (unsigned)i % 3, key, "v0");
+    }
+    converge_and_check(s, 60000, 0, "n3-stale-return (start)");
+    restart(s, 2, 100000); /* down for 100 s */
+    must_write(s, 0, "k3", NULL);
+    must_write(s, 1, "k5", "v1");
+    must_write(s, 1, "fresh", "made-while-n0002-was-away");
+    run(s, 65000);
+    if (sim_gc(s, &purged, &err) < 0)
+        fail_msg("seed %" PRIu64 ": gc: %s", sim_seed(s), err.msg);
+    assert_true(purged > 0);
+    assert_int_equal(sim_key_state(s, 0, "kv", "k3"), -ENOENT);
+    assert_int_equal(sim_key_state(s, 1, "kv", "k3"), -ENOENT);
+    run(s, 40000); /* node 2 is back */
+    assert_true(sim_is_up(s, 2));
+    converge_and_check(s, 120000, 1, "n3-stale-return (back)");
+    for (unsigned i = 0; i < 3; i++) {
+        assert_int_equal(sim_key_state(s, i, "kv", "k3"), -ENOENT);
+        assert_int_equal(sim_key_state(s, i, "kv", "fresh"), 1);
+        assert_int_equal(sim_key_state(s, i, "kv", "k7"), 1);
+    }
+    assert_int_equal(status_num(s, 2, "totals", "resyncs"), 1);
+    assert_true(status_num(s, 2, "totals", "resync_dropped") >= 1);
+    assert_int_equal(status_num(s, 2, "contact", "resync"), 0);
+    assert_int_equal(status_num(s, 2, "contact", "armed"), 0);
+    for (unsigned i = 0; i < 2; i++) {
+        assert_int_equal(status_num(s, i, "totals", "resyncs"), 0);
+        assert_int_equal(status_num(s, i, "contact", "armed"), 0);
+    }
+    /* New writes everywhere still converge (node 2's counter went on). */
+    workload(s, 60, 3000, 20);
+    converge_and_check(s, 120000, 1, "n3-stale-return (after)");
+    for (unsigned i = 0; i < 3; i++)
+        assert_int_equal(sim_key_state(s, i, "kv", "k3") == 1,
+                         sim_key_state(s, 0, "kv", "k3") == 1);
+    finish(s, "n3-stale-return", t0);
+}
+
+/* N=3, TTL 60 s: the whole cluster stops for longer than the TTL after
+ * deletes were replicated everywhere, and starts again. Every node is out
+ * of contact for longer than the TTL, but no peer purged anything another
+ * missed: nobody re-syncs, nothing is dropped, GC purges the old
+ * tombstones, everything converges. */
+static void test_n3_all_down(void **state)
+{
+    struct sim_opts o = {.seed = seed_or_env(3005),
+                         .n = 3,
+                         .topo = SIM_TOPO_MESH,
+                         .file_stores = 1,
+                         .sessions = 1,
+                         .tombstone_ttl_ms = 60000,
+                         .n_keys = 24};
+    double t0 = wall_s();
+    struct sim *s = start(&o, "n3-all-down");
+    struct ut_err err = {{0}};
+    uint64_t purged = 0;
+
+    (void)state;
+    workload(s, 80, 4000, 30);
+    converge_and_check(s, 60000, 0, "n3-all-down (start)");
+    for (unsigned i = 0; i < 3; i++)
+        restart(s, i, 90000 + 1000 * i);
+    run(s, 95000);
+    if (sim_gc(s, &purged, &err) < 0)
+        fail_msg("seed %" PRIu64 ": gc: %s", sim_seed(s), err.msg);
+    converge_and_check(s, 60000, 1, "n3-all-down (back)");
+    for (unsigned i = 0; i < 3; i++) {
+        assert_int_equal(status_num(s, i, "totals", "resyncs"), 0);
+        assert_int_equal(status_num(s, i, "contact", "resync"), 0);
+        assert_int_equal(status_num(s, i, "contact", "armed"), 0);
+    }
+    fprintf(stderr, "[sim n3-all-down] purged %" PRIu64 " old tombstones after the restart\n",
+            purged);
+    finish(s, "n3-all-down", t0);
 }
 
 static uint64_t mix(uint64_t *x)
@@ -482,6 +609,8 @@ int main(void)
         cmocka_unit_test_teardown(test_n10_paging, teardown),
         cmocka_unit_test_teardown(test_n10_gc, teardown),
         cmocka_unit_test_teardown(test_n3_gc_horizon, teardown),
+        cmocka_unit_test_teardown(test_n3_stale_return, teardown),
+        cmocka_unit_test_teardown(test_n3_all_down, teardown),
         cmocka_unit_test_teardown(test_chaos_seeds, teardown),
         cmocka_unit_test_teardown(test_n100_fanout, teardown),
     };

@@ -71,6 +71,7 @@ struct tnode {
     unsigned skip_max;
     int sessions;
     uint64_t max_skew_ms;
+    uint64_t ttl_ms; /* tombstone TTL (0: the crdt default) */
     /* vouching (engine.h); NULL: none */
     const char *vouch_cert;
     gsp_vouch_fn vouch_verify;
@@ -126,6 +127,7 @@ static inline void tn_open(struct tnode *n)
     co.clock = t_clock;
     co.clock_arg = n;
     co.max_skew_ms = n->max_skew_ms;
+    co.tombstone_ttl_ms = n->ttl_ms;
     if (crdt_replica_open(&n->r, n->s, &co, &err) < 0)
         fail_msg("crdt_replica_open %s: %s", n->id, err.msg);
     eo.store = n->s;
