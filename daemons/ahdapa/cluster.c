@@ -36,7 +36,7 @@ int ahdapa_cluster_open(struct ahdapa *a, struct ut_err *err)
         return rc;
     if (!c->gossip.present) {
         ut_log(UT_LOG_INFO, "gossip", "single-node mode (no [gossip] section)");
-        return 0;
+        return crdt_gc_autorun(a->replica, "gossip", err); /* GC without a gossip driver */
     }
     struct gsp_engine_opts eo = {
         .store = a->store,

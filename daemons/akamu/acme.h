@@ -98,9 +98,9 @@ int akm_update(struct akamu *k, const char *tbl, const char *id, akm_update_fn f
  * Called from inside an akm_update fn it joins that transaction (nested
  * store_write). */
 int akm_delete(struct akamu *k, const char *tbl, const char *id, struct ut_err *err);
-/* Calls fn for each live row of tbl whose JSON member `field` equals value
- * (value NULL: every row), in key order after `after` (NULL: from the
- * start), at most limit rows. fn returns non-zero to stop. */
+/* Calls fn for each live row of tbl whose JSON member `field` ([a-z_];
+ * NULL: every row) equals value, in key order after `after` (NULL: from
+ * the start), at most limit rows. fn returns non-zero to stop. */
 typedef int (*akm_each_fn)(const char *id, json_t *doc, void *arg);
 int akm_each(struct akamu *k, const char *tbl, const char *field, const char *value,
              const char *after, int limit, akm_each_fn fn, void *arg, struct ut_err *err);

@@ -26,6 +26,9 @@ const struct crdt_table_def akamu_tables[] = {
 };
 const size_t akamu_n_tables = sizeof(akamu_tables) / sizeof(akamu_tables[0]);
 static const char *const counted[] = {"accounts", "orders", "certificates", "authorizations"};
+/* Members the ACME layer filters on (akm_each): per-account listings and
+ * authorization reuse at every newOrder, challenge resumption at start. */
+static const char *const indexed[] = {"account", "status"};
 
 int akamu_cluster_open(struct akamu *a, const char *node_id, struct ut_err *err)
 {
@@ -35,6 +38,8 @@ int akamu_cluster_open(struct akamu *a, const char *node_id, struct ut_err *err)
         .tables = akamu_tables,
         .n_tables = akamu_n_tables,
         .tombstone_ttl_ms = (uint64_t)c->gossip.tombstone_ttl_secs * 1000u,
+        .indexed_fields = indexed,
+        .n_indexed_fields = sizeof(indexed) / sizeof(indexed[0]),
     };
     char self_url[CRY_ENV_ID_MAX + 16];
     char *cert = NULL;

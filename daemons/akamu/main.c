@@ -317,15 +317,16 @@ int main(int argc, char **argv)
     ut_logf(UT_LOG_INFO, MOD, "shutting down");
     rc = 0;
 out:
-    akm_va_free(a.va); /* before the listeners: its callbacks write objects */
-    if (a.acme) {
+    /* Listeners stop first (no handler can submit a validation any more),
+     * then the pool (its callbacks still write objects through the store),
+     * then the rest. */
+    if (a.acme)
         http_server_stop(a.acme);
-        http_server_free(a.acme);
-    }
-    if (a.admin) {
+    if (a.admin)
         http_server_stop(a.admin);
-        http_server_free(a.admin);
-    }
+    akm_va_free(a.va);
+    http_server_free(a.acme);
+    http_server_free(a.admin);
     akamu_cluster_close(&a);
     akm_fwd_free(&a);
     akm_nonces_free(a.nonces);

@@ -140,7 +140,7 @@ int akm_each(struct akamu *k, const char *tbl, const char *field, const char *va
              const char *after, int limit, akm_each_fn fn, void *arg, struct ut_err *err)
 {
     sqlite3 *db = store_reader(k->store, err);
-    char sql[256], path[80];
+    char sql[256];
     sqlite3_stmt *st;
     int rc, n = 0;
 
@@ -150,18 +150,32 @@ int akm_each(struct akamu *k, const char *tbl, const char *field, const char *va
         ut_err_set(err, "akm_each: unknown table \"%s\"", tbl);
         return -EINVAL;
     }
-    /* The view of each replicated table (lib/crdt) holds its live rows. */
-    snprintf(sql, sizeof(sql),
-             "SELECT key, value FROM \"%s\" WHERE (?1 IS NULL OR key > ?1)"
-             " AND (?2 IS NULL OR json_extract(value, ?3) = ?2) ORDER BY key LIMIT ?4",
-             tbl);
+    if (field && (strlen(field) > CRDT_FIELD_MAX ||
+                  strspn(field, "abcdefghijklmnopqrstuvwxyz_") != strlen(field))) {
+        ut_err_set(err, "akm_each: bad field name \"%.40s\"", field);
+        return -EINVAL;
+    }
+    /* The view of each replicated table (lib/crdt) holds its live rows. The
+     * member path is written literally so that the field indexes declared
+     * in cluster.c (crdt_opts.indexed_fields) serve the filter and the
+     * order; keys are never empty, so "> ''" is "from the start" (an OR
+     * here would make SQLite fall back to scanning the table). */
+    if (field)
+        snprintf(sql, sizeof(sql),
+                 "SELECT key, value FROM \"%s\" WHERE key > coalesce(?1, '')"
+                 " AND json_extract(value, '$.%s') = ?2 ORDER BY key LIMIT ?3",
+                 tbl, field);
+    else
+        snprintf(sql, sizeof(sql),
+                 "SELECT key, value FROM \"%s\" WHERE key > coalesce(?1, '')"
+                 " ORDER BY key LIMIT ?3",
+                 tbl);
     if ((st = store_stmt(k->store, db, sql, err)) == NULL)
         return -EIO;
-    snprintf(path, sizeof(path), "$.%s", field ? field : "id");
     sqlite3_bind_text(st, 1, after, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, field ? value : NULL, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 3, path, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int(st, 4, limit > 0 ? limit : -1);
+    if (field)
+        sqlite3_bind_text(st, 2, value, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 3, limit > 0 ? limit : -1);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         const char *id = (const char *)sqlite3_column_text(st, 0);
         json_t *doc = parse_doc(sqlite3_column_blob(st, 1), (size_t)sqlite3_column_bytes(st, 1));

@@ -156,7 +156,15 @@ struct crdt_opts {
     uint64_t max_skew_ms;      /* 0: CRDT_DEF_MAX_SKEW_MS */
     crdt_clock_fn clock;       /* NULL: CLOCK_REALTIME (tests inject virtual time) */
     void *clock_arg;
+    /* JSON members ([a-z_], 1..CRDT_FIELD_MAX bytes) to index across every
+     * table: a query on a table's view filtering on
+     * json_extract(value, '$.<field>') = ? (the path written literally),
+     * optionally with key > ? and ORDER BY key, is then an index lookup
+     * instead of a scan of the table (index: tbl, the member, key). */
+    const char *const *indexed_fields;
+    size_t n_indexed_fields;
 };
+#define CRDT_FIELD_MAX 32
 
 struct crdt_replica;
 

@@ -53,6 +53,7 @@ static const char schema_sql[] =
 
 struct open_ctx {
     struct crdt_replica *r;
+    const struct crdt_opts *o;
     uint64_t vv_sum;
     uint64_t gc_mark, resync_from;
 };
@@ -122,6 +123,18 @@ static int open_job(sqlite3 *db, void *arg, struct ut_err *err)
         rc = ensure_view(r, db, &r->tables[i], err);
         if (rc < 0)
             return rc;
+    }
+    for (size_t i = 0; i < c->o->n_indexed_fields; i++) {
+        const char *f = c->o->indexed_fields[i];
+        char sql[160];
+
+        /* Names were checked in crdt_replica_open: safe to splice. */
+        snprintf(sql, sizeof(sql),
+                 "CREATE INDEX IF NOT EXISTS \"crdt_rows_by_%s\" ON crdt_rows(tbl, "
+                 "json_extract(value, '$.%s'), key)",
+                 f, f);
+        if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK)
+            return crdt_db_err_(err, db, "crdt_replica_open", "creating a field index");
     }
     st = crdt_stmt_(r, db, "SELECT seq FROM crdt_vv", err);
     if (st == NULL)
@@ -227,6 +240,16 @@ int crdt_replica_open(struct crdt_replica **out, struct store *s, const struct c
                    crdt_show_(o->origin, show, sizeof(show)), CRDT_ORIGIN_MAX);
         return -EINVAL;
     }
+    for (size_t i = 0; i < o->n_indexed_fields; i++) {
+        const char *f = o->indexed_fields[i];
+        size_t n = f ? strlen(f) : 0;
+
+        if (n == 0 || n > CRDT_FIELD_MAX || strspn(f, "abcdefghijklmnopqrstuvwxyz_") != n) {
+            ut_err_set(err, "crdt_replica_open: indexed field \"%s\" (want [a-z_]{1,%d})",
+                       f ? crdt_show_(f, show, sizeof(show)) : "(null)", CRDT_FIELD_MAX);
+            return -EINVAL;
+        }
+    }
     rc = check_tables(o, err);
     if (rc < 0)
         return rc;
@@ -273,6 +296,7 @@ int crdt_replica_open(struct crdt_replica **out, struct store *s, const struct c
         goto out;
     }
     ctx.r = r;
+    ctx.o = o;
     rc = store_write(s, open_job, &ctx, err);
     if (rc < 0)
         goto out;

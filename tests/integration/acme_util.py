@@ -33,8 +33,10 @@ import shutil
 import subprocess
 import threading
 import time
+import urllib.parse
 
 import requests
+import requests.adapters
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
@@ -398,3 +400,17 @@ class Http01Responder(http.server.ThreadingHTTPServer):
     def close(self):
         self.shutdown()
         self.server_close()
+
+
+class Router(requests.adapters.HTTPAdapter):
+    """Sends every request of a session to the port pick() returns, keeping
+    the URL's path: a load balancer in front of the nodes."""
+
+    def __init__(self, pick):
+        super().__init__()
+        self.pick = pick
+
+    def send(self, request, **kw):
+        u = urllib.parse.urlsplit(request.url)
+        request.url = u._replace(netloc=f"127.0.0.1:{self.pick()}").geturl()
+        return super().send(request, **kw)

@@ -68,18 +68,7 @@ def nonce_tag(nonce):
     return b64u(acme_util.b64u_decode(nonce)[:6])
 
 
-class Router(requests.adapters.HTTPAdapter):
-    """Sends every request of a session to the port pick() returns, keeping
-    the URL's path: a load balancer in front of the nodes."""
-
-    def __init__(self, pick):
-        super().__init__()
-        self.pick = pick
-
-    def send(self, request, **kw):
-        u = urllib.parse.urlsplit(request.url)
-        request.url = u._replace(netloc=f"127.0.0.1:{self.pick()}").geturl()
-        return super().send(request, **kw)
+Router = acme_util.Router
 
 
 class Cluster:

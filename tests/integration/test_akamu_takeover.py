@@ -33,7 +33,6 @@ import sqlite3
 import subprocess
 import threading
 import time
-import urllib.parse
 
 import pytest
 import requests
@@ -76,18 +75,7 @@ ownership_ttl_secs = {ttl}
 """
 
 
-class Router(requests.adapters.HTTPAdapter):
-    """Sends every request of a session to the port pick() returns, keeping
-    the URL's path: a load balancer in front of the nodes."""
-
-    def __init__(self, pick):
-        super().__init__()
-        self.pick = pick
-
-    def send(self, request, **kw):
-        u = urllib.parse.urlsplit(request.url)
-        request.url = u._replace(netloc=f"127.0.0.1:{self.pick()}").geturl()
-        return super().send(request, **kw)
+Router = acme_util.Router
 
 
 class Responder(http.server.ThreadingHTTPServer):

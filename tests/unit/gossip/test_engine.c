@@ -11,7 +11,6 @@
 #include "gossip/members.h"
 #include "gossip/proto.h"
 
-
 static void pair(struct tnode *a, struct tnode *b)
 {
     tn_open(a);

@@ -13,7 +13,6 @@
 
 #include "gossip/members.h"
 
-
 /* ---- a stub authority: "<ca>.<nonce>.<hex sha256(ca nonce id kem sig)>" ---- */
 
 static void digest_hex(const char *ca, unsigned nonce, const char *id, const uint8_t *kem,

@@ -28,6 +28,8 @@
 
 #include <cmocka.h>
 
+#include "http_test.h"
+
 #include "http/http.h"
 #include "util/log.h"
 
@@ -254,26 +256,6 @@ static void raw_send(int fd, const void *p, size_t n)
         s += w;
         n -= (size_t)w;
     }
-}
-
-static const char *find_header(const char *head, const char *name, char *val, size_t vn)
-{
-    const char *p = head;
-    size_t nl = strlen(name);
-
-    while ((p = strstr(p, "\r\n")) != NULL) {
-        p += 2;
-        if (strncasecmp(p, name, nl) == 0 && p[nl] == ':') {
-            const char *v = p + nl + 1, *e;
-
-            while (*v == ' ')
-                v++;
-            e = strstr(v, "\r\n");
-            snprintf(val, vn, "%.*s", (int)(e ? e - v : (long)strlen(v)), v);
-            return val;
-        }
-    }
-    return NULL;
 }
 
 /* Reads everything until the server closes (requests say Connection:

@@ -28,6 +28,8 @@
 
 #include <cmocka.h>
 
+#include "http_test.h"
+
 #include "http/http.h"
 #include "util/log.h"
 
@@ -341,26 +343,6 @@ static ssize_t raw_fill(struct raw *c)
     if (n > 0)
         c->len += (size_t)n;
     return n < 0 ? -1 : n;
-}
-
-static const char *find_header(const char *head, const char *name, char *val, size_t vn)
-{
-    const char *p = head;
-    size_t nl = strlen(name);
-
-    while ((p = strstr(p, "\r\n")) != NULL) {
-        p += 2;
-        if (strncasecmp(p, name, nl) == 0 && p[nl] == ':') {
-            const char *v = p + nl + 1, *e;
-
-            while (*v == ' ')
-                v++;
-            e = strstr(v, "\r\n");
-            snprintf(val, vn, "%.*s", (int)(e ? e - v : (long)strlen(v)), v);
-            return val;
-        }
-    }
-    return NULL;
 }
 
 /* Reads one response (Content-Length framed). head_only for HEAD requests.
