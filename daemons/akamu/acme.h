@@ -255,6 +255,7 @@ struct akm_work {
     struct akamu *k;
     const char *tbl; /* "orders" (finalize) | "challenges" (a response) */
     http_handler fn; /* the resource's handler, run here on a takeover */
+    int successor;   /* this forward went to the takeover successor */
 };
 int akm_forward_work(struct akamu *k, struct http_req *r, const char *tag,
                      const struct akm_work *work, const char *why);
@@ -352,6 +353,13 @@ int akm_forward_holder(struct akamu *k, struct http_req *r, const char *tbl, con
  * handler runs here (AKM_HOP_TAKEOVER). */
 void akm_work_unreachable(struct akamu *k, struct http_req *r, const struct akm_work *w,
                           const char *why);
+/* The node that takes over order_id's work when its owner is down: the
+ * highest SHA-256(order id || tag) among the cluster's nodes (this one
+ * included) other than those tagged skip1/skip2 (NULL: none). Every node
+ * with the same node map picks the same one, so concurrent takeovers of
+ * one order meet there. Copies its tag to out; -ENOENT without candidates. */
+int akm_successor(struct akamu *k, const char *order_id, const char *skip1, const char *skip2,
+                  char out[AKM_TAG_LEN + 1]);
 
 /* Validations queued or running on this node (challenge ids), so that a
  * read does not take over what this node is still doing. add: 0, -EEXIST

@@ -17,6 +17,8 @@
  * owner (lease.c), even when the objects are here.
  */
 #include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -70,6 +72,95 @@ static void request_url(struct akamu *k, struct http_req *r, char out[AKM_URL_MA
     akm_url(k, out, "%s", http_req_path(r));
 }
 
+/* Imported account keys, per worker thread (no lock, no sharing of an
+ * EVP_PKEY across threads): importing a JWK costs a point decode and a
+ * public-key check (a scalar multiplication), more than the signature
+ * check itself. A slot is found by account id and used only while the
+ * stored account's thumbprint is the one it was imported under, so a
+ * keyChange (new thumbprint) misses at once; status is always read from
+ * the stored account. Least recently used slot is replaced. The thread's
+ * keys are freed by the key's destructor when the thread ends. */
+#define KEY_SLOTS 64
+
+struct key_slot {
+    char id[AKM_ID_LEN + 1];
+    char thumb[64];
+    EVP_PKEY *key;
+    uint64_t used;
+};
+
+struct key_cache {
+    struct key_slot s[KEY_SLOTS];
+    uint64_t tick;
+};
+
+static pthread_key_t cache_key;
+static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
+static int cache_ok;
+
+static void cache_free(void *p)
+{
+    struct key_cache *kc = p;
+
+    for (size_t i = 0; i < KEY_SLOTS; i++)
+        EVP_PKEY_free(kc->s[i].key);
+    free(kc);
+}
+
+static void cache_init(void)
+{
+    cache_ok = pthread_key_create(&cache_key, cache_free) == 0;
+}
+
+static struct key_cache *thread_cache(void)
+{
+    struct key_cache *kc;
+
+    if (pthread_once(&cache_once, cache_init) != 0 || !cache_ok)
+        return NULL;
+    if ((kc = pthread_getspecific(cache_key)) == NULL && (kc = calloc(1, sizeof(*kc))) != NULL &&
+        pthread_setspecific(cache_key, kc) != 0) {
+        free(kc);
+        kc = NULL;
+    }
+    return kc;
+}
+
+/* The account's key as a new reference: from this thread's cache when
+ * (id, thumbprint) match, else imported from jwk and remembered. */
+static int account_key(const char *id, const char *thumb, const json_t *jwk, EVP_PKEY **out,
+                       struct ut_err *err)
+{
+    struct key_cache *kc = thread_cache();
+    struct key_slot *victim = NULL;
+    int rc;
+
+    if (kc && thumb && strlen(thumb) < sizeof(kc->s[0].thumb) && strlen(id) <= AKM_ID_LEN) {
+        for (size_t i = 0; i < KEY_SLOTS; i++) {
+            struct key_slot *sl = &kc->s[i];
+
+            if (sl->key && strcmp(sl->id, id) == 0 && strcmp(sl->thumb, thumb) == 0 &&
+                EVP_PKEY_up_ref(sl->key) == 1) {
+                sl->used = ++kc->tick;
+                *out = sl->key;
+                return 0;
+            }
+            if (victim == NULL || sl->used < victim->used)
+                victim = sl;
+        }
+    }
+    if ((rc = akm_jwk_to_pkey(jwk, out, err)) < 0 || victim == NULL)
+        return rc;
+    if (EVP_PKEY_up_ref(*out) != 1)
+        return 0;
+    EVP_PKEY_free(victim->key);
+    victim->key = *out;
+    snprintf(victim->id, sizeof(victim->id), "%s", id);
+    snprintf(victim->thumb, sizeof(victim->thumb), "%s", thumb);
+    victim->used = ++kc->tick;
+    return 0;
+}
+
 static int by_kid(struct akamu *k, struct http_req *r, const char *kid, struct akm_ctx *c)
 {
     struct ut_err e = {{0}};
@@ -89,7 +180,9 @@ static int by_kid(struct akamu *k, struct http_req *r, const char *kid, struct a
         return -1;
     }
     jwk = json_object_get(c->account, "jwk");
-    if ((rc = akm_jwk_to_pkey(jwk, &c->key, &e)) < 0) {
+    if ((rc = account_key(c->account_id,
+                          json_string_value(json_object_get(c->account, "thumbprint")), jwk,
+                          &c->key, &e)) < 0) {
         akm_problem(k, r, 500, "serverInternal", "account %s: stored key unusable: %s",
                     c->account_id, e.msg);
         return -1;

@@ -28,7 +28,7 @@ const size_t akamu_n_tables = sizeof(akamu_tables) / sizeof(akamu_tables[0]);
 static const char *const counted[] = {"accounts", "orders", "certificates", "authorizations"};
 /* Members the ACME layer filters on (akm_each): per-account listings and
  * authorization reuse at every newOrder, challenge resumption at start. */
-static const char *const indexed[] = {"account", "status"};
+static const char *const indexed[] = {"account", "status", "reuse"};
 
 int akamu_cluster_open(struct akamu *a, const char *node_id, struct ut_err *err)
 {

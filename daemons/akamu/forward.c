@@ -67,7 +67,8 @@
 /* Past its deadline (+ this, for clock differences) a forwarded request
  * is refused: the sender has answered the client without it, possibly by
  * doing the work itself (a takeover, lease.c). */
-#define DEADLINE_GRACE_MS 1000
+#define DEADLINE_GRACE_MS  1000
+#define DEADLINE_MARGIN_MS 250 /* our own answer's way back to the sender */
 
 struct peer {
     char tag[AKM_TAG_LEN + 1];
@@ -238,6 +239,48 @@ static int lookup(struct akamu *k, const char *tag, struct peer *out)
     return p ? 0 : -ENOENT;
 }
 
+/* The score of a candidate: the first 8 bytes of SHA-256(order id || tag). */
+static uint64_t rendezvous(const char *order_id, const char *tag)
+{
+    unsigned char h[SHA256_DIGEST_LENGTH];
+    char in[AKM_ID_LEN + AKM_TAG_LEN + 1];
+    int n = snprintf(in, sizeof(in), "%s%s", order_id, tag);
+    uint64_t v = 0;
+
+    SHA256((const unsigned char *)in, n > 0 && (size_t)n < sizeof(in) ? (size_t)n : 0, h);
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | h[i];
+    return v;
+}
+
+int akm_successor(struct akamu *k, const char *order_id, const char *skip1, const char *skip2,
+                  char out[AKM_TAG_LEN + 1])
+{
+    struct akm_fwd *f = k->fwd;
+    struct peer unused;
+    uint64_t best = 0, v;
+    int found = 0;
+
+    if (f == NULL)
+        return -ENOENT;
+    (void)lookup(k, k->tag, &unused); /* refreshes the map when it is due */
+    pthread_mutex_lock(&f->mu);
+    for (size_t i = 0; i <= f->n; i++) {
+        const char *tag = i < f->n ? f->v[i].tag : k->tag; /* the map lacks this node */
+
+        if ((skip1 && strcmp(tag, skip1) == 0) || (skip2 && strcmp(tag, skip2) == 0))
+            continue;
+        v = rendezvous(order_id, tag);
+        if (!found || v > best) {
+            best = v;
+            memcpy(out, tag, AKM_TAG_LEN + 1);
+            found = 1;
+        }
+    }
+    pthread_mutex_unlock(&f->mu);
+    return found ? 0 : -ENOENT;
+}
+
 /* ---- hops ---- */
 
 enum akm_hop akm_fwd_hop(const struct akamu *k, struct http_req *r)
@@ -334,6 +377,9 @@ static int forward_to(struct akamu *k, struct http_req *r, const char *tag, enum
         .arg = on_fail ? arg : k,
     };
     struct ut_err e = {{0}};
+    const char *dl;
+    char *end;
+    long long left;
     struct peer p;
 
     if (hop >= AKM_HOP_REDEEMED || (kind == AKM_FWD_NONCE && hop != AKM_HOP_CLIENT)) {
@@ -344,6 +390,19 @@ static int forward_to(struct akamu *k, struct http_req *r, const char *tag, enum
     }
     if (k->fwd == NULL || tag == NULL || strcmp(tag, k->tag) == 0)
         return 0;
+    /* A request forwarded to us must be answered before its sender stops
+     * waiting; a second forward (a failed owner, then the successor) may
+     * only use what is left of that. */
+    if (hop == AKM_HOP_NONCE && (dl = http_req_header(r, HDR_DEADLINE)) != NULL) {
+        left = strtoll(dl, &end, 10) - akm_lease_now_ms(k) - DEADLINE_MARGIN_MS;
+        if (end == dl || *end != '\0' || left < DEADLINE_MARGIN_MS) {
+            ut_log(UT_LOG_DEBUG, MOD, "no time left to forward", UT_LF_S("path", http_req_path(r)),
+                   UT_LF_S("why", why));
+            return 0;
+        }
+        if (left < o.timeout_ms)
+            o.timeout_ms = (int)left;
+    }
     if (lookup(k, tag, &p) < 0) {
         ut_log(UT_LOG_DEBUG, MOD, "no node with this tag", UT_LF_S("tag", tag),
                UT_LF_S("why", why));

@@ -51,6 +51,7 @@ struct akm_leases {
     int64_t started_ms; /* this process's start (wall clock, unix ms) */
     atomic_int fresh;   /* caught up with the cluster since the start */
     struct akm_work finalize, chall;
+    struct akm_work finalize_succ, chall_succ; /* the forward to the successor */
 };
 
 static const char *str(const json_t *o, const char *key)
@@ -78,8 +79,10 @@ int akm_leases_new(struct akamu *k, struct ut_err *err)
     }
     pthread_mutex_init(&l->mu, NULL);
     l->started_ms = akm_lease_now_ms(k);
-    l->finalize = (struct akm_work){k, "orders", akm_order_finalize};
-    l->chall = (struct akm_work){k, "challenges", akm_chall_post};
+    l->finalize = (struct akm_work){k, "orders", akm_order_finalize, 0};
+    l->chall = (struct akm_work){k, "challenges", akm_chall_post, 0};
+    l->finalize_succ = (struct akm_work){k, "orders", akm_order_finalize, 1};
+    l->chall_succ = (struct akm_work){k, "challenges", akm_chall_post, 1};
     k->leases = l;
     return 0;
 }
@@ -352,10 +355,16 @@ int akm_forward_holder(struct akamu *k, struct http_req *r, const char *tbl, con
     return 0;
 }
 
+static const struct akm_work *successor_work(struct akamu *k, const struct akm_work *w)
+{
+    return strcmp(w->tbl, "orders") == 0 ? &k->leases->finalize_succ : &k->leases->chall_succ;
+}
+
 void akm_work_unreachable(struct akamu *k, struct http_req *r, const struct akm_work *w,
                           const char *why)
 {
-    char oid[AKM_ID_LEN + 1];
+    char oid[AKM_ID_LEN + 1], creator[AKM_TAG_LEN + 1], last[AKM_TAG_LEN + 1],
+        succ[AKM_TAG_LEN + 1];
     struct ut_err e = {{0}};
     struct akm_lease l;
 
@@ -372,6 +381,21 @@ void akm_work_unreachable(struct akamu *k, struct http_req *r, const struct akm_
                UT_LF_S("why", why));
         akm_reply_lease_busy(k, r, oid, l.owner, l.expires_ms);
         return;
+    }
+    /* Not any node that notices: the order's successor, so that two
+     * requests for one order reaching two nodes while its owner is down
+     * meet on one node, whose store transaction lets one of them win. When
+     * the successor is down too, this node takes over (two nodes down at
+     * once: the race of docs/acme.md "Limits" is back). */
+    akm_id_tag(oid, creator);
+    if (l.owner[0])
+        akm_node_tag(l.owner, last);
+    if (!w->successor && akm_successor(k, oid, creator, l.owner[0] ? last : NULL, succ) == 0 &&
+        strcmp(succ, k->tag) != 0) {
+        ut_log(UT_LOG_INFO, MOD, "order owner unreachable; sending the request to its successor",
+               UT_LF_S("order", oid), UT_LF_S("successor", succ), UT_LF_S("why", why));
+        if (akm_forward_work(k, r, succ, successor_work(k, w), "takeover successor") == 1)
+            return;
     }
     ut_log(UT_LOG_INFO, MOD, "order owner unreachable; taking the request here",
            UT_LF_S("order", oid), UT_LF_S("path", http_req_path(r)), UT_LF_S("why", why));

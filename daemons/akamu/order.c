@@ -48,6 +48,7 @@ struct ident {
     int wildcard;
     char authz[AKM_ID_LEN + 1]; /* a reusable valid authorization, or "" */
     int64_t authz_expires;
+    int64_t authz_min; /* reuse only authorizations living at least this long */
 };
 
 static const char *str(const json_t *o, const char *key)
@@ -282,30 +283,46 @@ out:
 
 /* ---- authorization reuse ---- */
 
-struct reuse {
-    struct ident *ids;
-    size_t n;
-    int64_t min_expires;
-};
+/* The authorization's "reuse" member, indexed (cluster.c): the account, the
+ * identifier type and value, "*." kept for a wildcard. newOrder looks up
+ * each identifier's candidates by it, so the cost does not grow with the
+ * account's history. Authorizations stored before this member existed are
+ * simply not reused (fresh ones are always correct). */
+static int reuse_key(char *out, size_t n, const char *account, const struct ident *d)
+{
+    int w = snprintf(out, n, "%s %s %s", account, d->type, d->value);
+
+    return w < 0 || (size_t)w >= n ? -1 : 0;
+}
+
+#define REUSE_KEY_MAX (AKM_ID_LEN + AKM_NAME_MAX + 8)
 
 static int reuse_cb(const char *id, json_t *az, void *arg)
 {
-    struct reuse *u = arg;
-    const json_t *ident = json_object_get(az, "identifier");
-    int64_t exp = num(az, "expires");
-    int wild = json_is_true(json_object_get(az, "wildcard"));
+    struct ident *d = arg;
+    int64_t exp = json_integer_value(json_object_get(az, "expires"));
 
-    if (!is(str(az, "status"), "valid") || exp < u->min_expires || strlen(id) > AKM_ID_LEN)
+    if (!is(str(az, "status"), "valid") || exp < d->authz_min || strlen(id) > AKM_ID_LEN ||
+        exp <= d->authz_expires)
         return 0;
-    for (size_t i = 0; i < u->n; i++) {
-        struct ident *d = &u->ids[i];
-        const char *v = d->wildcard ? d->value + 2 : d->value;
+    snprintf(d->authz, sizeof(d->authz), "%s", id);
+    d->authz_expires = exp;
+    return 0;
+}
 
-        if (d->wildcard == wild && is(str(ident, "type"), d->type) && is(str(ident, "value"), v) &&
-            exp > d->authz_expires) {
-            snprintf(d->authz, sizeof(d->authz), "%s", id);
-            d->authz_expires = exp;
-        }
+/* Fills ids[i].authz with the account's longest-lived valid authorization
+ * for each identifier that lives at least until min_expires. */
+static int find_reusable(struct akamu *k, const char *account, struct ident *ids, size_t n,
+                         int64_t min_expires, struct ut_err *err)
+{
+    char key[REUSE_KEY_MAX];
+
+    for (size_t i = 0; i < n; i++) {
+        ids[i].authz_min = min_expires;
+        if (reuse_key(key, sizeof(key), account, &ids[i]) < 0)
+            continue;
+        if (akm_each(k, "authorizations", "reuse", key, NULL, 0, reuse_cb, &ids[i], err) < 0)
+            return -EIO;
     }
     return 0;
 }
@@ -340,14 +357,18 @@ static const char *new_authz(struct akamu *k, const char *account, const char *o
                                : d->wildcard              ? wild_types
                                                           : dns_types;
     int64_t gc = (expires + GC_GRACE_SECS) * 1000;
-    char id[AKM_ID_LEN + 1];
+    char id[AKM_ID_LEN + 1], key[REUSE_KEY_MAX];
     json_t *az, *chs = json_array(), *ch;
 
     akm_new_id(k, id);
-    az = json_pack("{s:s, s:s, s:s, s:{s:s, s:s}, s:b, s:s, s:I, s:o}", "id", id, "account",
+    if (chs == NULL || reuse_key(key, sizeof(key), account, d) < 0) {
+        json_decref(chs);
+        return NULL;
+    }
+    az = json_pack("{s:s, s:s, s:s, s:{s:s, s:s}, s:b, s:s, s:I, s:o, s:s}", "id", id, "account",
                    account, "order", order, "identifier", "type", d->type, "value",
                    d->wildcard ? d->value + 2 : d->value, "wildcard", d->wildcard, "status",
-                   "pending", "expires", (json_int_t)expires, "challenges", chs);
+                   "pending", "expires", (json_int_t)expires, "challenges", chs, "reuse", key);
     if (az == NULL || json_array_append_new(keep, az) < 0)
         return NULL;
     p[(*np)++] = (struct akm_put){"authorizations", str(az, "id"), az, gc};
@@ -419,7 +440,6 @@ static void new_order(struct http_req *r, void *arg)
     struct ut_err e = {{0}};
     struct ident *ids = NULL;
     json_t *problem = NULL, *order = NULL;
-    struct reuse u;
     char url[AKM_URL_MAX];
     size_t n = 0;
 
@@ -441,8 +461,8 @@ static void new_order(struct http_req *r, void *arg)
         akm_problem_doc(k, r, (int)num(problem, "status"), problem);
         goto out;
     }
-    u = (struct reuse){ids, n, akm_now() + k->cfg->server.order_expiry_secs};
-    if (akm_each(k, "authorizations", "account", c.account_id, NULL, 0, reuse_cb, &u, &e) < 0) {
+    if (find_reusable(k, c.account_id, ids, n, akm_now() + k->cfg->server.order_expiry_secs, &e) <
+        0) {
         /* reuse is an optimization: fresh authorizations are always correct */
         ut_log(UT_LOG_WARN, MOD, "authorization reuse lookup failed", UT_LF_S("error", e.msg));
         for (size_t i = 0; i < n; i++)

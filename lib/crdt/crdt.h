@@ -360,7 +360,8 @@ int crdt_resync_count(struct crdt_replica *r, sqlite3 *db, uint64_t *suspects, s
  * (renewal of our live lease keeps the epoch and moves expires to now +
  * ttl_ms); every new tenure bumps the epoch: taking it from another owner
  * after expiry, taking a released lease, and re-taking our own lease once
- * it expired (someone may have held it meanwhile). Epochs never go down:
+ * it expired (someone may have held it meanwhile). Epochs never go down
+ * while the row exists:
  * release keeps the epoch ({"owner": ""}). -EBUSY (and *owner_out) when
  * another node holds it; on success *owner_out gets our origin. A lease
  * name is a key (1..CRDT_KEY_MAX bytes); ttl_ms 1..2^40. A lease row that
@@ -369,7 +370,11 @@ int crdt_resync_count(struct crdt_replica *r, sqlite3 *db, uint64_t *suspects, s
  * merge keeps one, and the other sees -ESTALE from crdt_lease_check on
  * its next write: stale owners are fenced by checking before each write
  * (inside the same transaction) and by carrying the epoch in what they
- * write. All inside store_write jobs. */
+ * write. All inside store_write jobs.
+ * A lease row carries its lease's expiry (a released one: the release
+ * time) as its row expiry, so crdt_gc purges it once that has passed and
+ * its last write is older than tombstone_ttl; the name's next tenure then
+ * starts again at epoch 1 (a missing row fails every check). */
 int crdt_lease_acquire(struct crdt_replica *r, sqlite3 *db, const char *name, uint64_t ttl_ms,
                        uint64_t *epoch, char *owner_out, size_t owner_len, struct ut_err *err);
 /* 0 when we hold name with this epoch and it has not expired, else -ESTALE

@@ -92,6 +92,7 @@ static int lease_write(struct crdt_replica *r, sqlite3 *db, const char *fn, cons
     json_t *doc = json_pack("{s:I, s:I, s:s}", "epoch", (json_int_t)epoch, "expires",
                             (json_int_t)expires, "owner", owner);
     char *text = doc != NULL ? json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    uint64_t now = crdt_hlc_wall_ms(r->hlc);
     int rc;
 
     json_decref(doc);
@@ -99,7 +100,15 @@ static int lease_write(struct crdt_replica *r, sqlite3 *db, const char *fn, cons
         ut_err_set(err, "%s: out of memory", fn);
         return -ENOMEM;
     }
-    rc = crdt_put_internal_(r, db, CRDT_LEASE_TABLE, name, text, strlen(text), 0, 1, err);
+    /* The row expires with the lease (a released one: now), so GC purges
+     * it once that has passed and the row is older than the horizon
+     * (gc.c). A later tenure then starts again at epoch 1: safe, as
+     * fencing compares owner and epoch with a row that exists, and no work
+     * outlives tombstone_ttl (a node away that long re-syncs first). */
+    if (expires < now)
+        expires = now;
+    rc = crdt_put_internal_(r, db, CRDT_LEASE_TABLE, name, text, strlen(text), (int64_t)expires, 1,
+                            err);
     free(text);
     return rc;
 }

@@ -198,7 +198,9 @@ static void fwd_finish(struct fwd *f)
                UT_LF_S("why", why));
         if (f->on_fail)
             f->on_fail(&f->req, status, why, f->arg);
-        if (!f->req.replied)
+        /* on_fail may also have forwarded the request again: the new
+         * forward owns it then (handed_off) and req_cleanup leaves it. */
+        if (!f->req.replied && !f->req.handed_off)
             http_reply_error(&f->req, status, status == 504 ? "gateway_timeout" : "bad_gateway",
                              why);
     }

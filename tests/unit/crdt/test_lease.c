@@ -233,12 +233,69 @@ static void test_lease_validation(void **state)
     rep_free(a);
 }
 
+static int gc_body(struct rep *p, sqlite3 *db, void *arg, struct ut_err *err)
+{
+    return crdt_gc(p->r, db, arg, err);
+}
+
+static uint64_t gc(struct rep *p)
+{
+    struct ut_err err = {{0}};
+    uint64_t n = 0;
+
+    if (rep_run(p, gc_body, &n, &err) != 0)
+        fail_msg("crdt_gc: %s", err.msg);
+    return n;
+}
+
+/* Lease rows expire with their lease: GC purges a released or expired one
+ * once its last write is older than tombstone_ttl, never a live one; the
+ * next tenure of a purged name starts again at epoch 1. */
+static void test_lease_gc(void **state)
+{
+    const uint64_t ttl = 60000; /* tombstone_ttl */
+    struct rep *a = rep_new("A", ttl);
+    struct ut_err err = {{0}};
+    uint64_t ep = 0;
+    char *v;
+
+    (void)state;
+    assert_int_equal(acquire(a, "done", 1000, &ep, NULL, &err), 0);
+    assert_int_equal(acquire(a, "done", 1000, &ep, NULL, &err), 0); /* renewal */
+    assert_int_equal(ep, 1);
+    assert_int_equal(lease_do(a, OP_RELEASE, "done", 1, &err), 0);
+    assert_int_equal(acquire(a, "done", 1000, &ep, NULL, &err), 0);
+    assert_int_equal(ep, 2);
+    assert_int_equal(lease_do(a, OP_RELEASE, "done", 2, &err), 0);
+    assert_int_equal(acquire(a, "lapsed", 1000, &ep, NULL, &err), 0); /* never released */
+    assert_int_equal(acquire(a, "live", 10 * ttl, &ep, NULL, &err), 0);
+    /* Younger than the horizon: kept, epochs still count up. */
+    rep_set_time(a, T0 + ttl / 2);
+    assert_int_equal(gc(a), 0);
+    assert_non_null(v = rep_get(a, "crdt_leases", "done"));
+    assert_non_null(strstr(v, "\"epoch\":2"));
+    free(v);
+    /* Past the horizon: the released and the lapsed lease go, the live one
+     * stays (its row is as old, but its lease has not expired). */
+    rep_set_time(a, T0 + ttl + 1001);
+    assert_int_equal(gc(a), 2);
+    assert_null(rep_get(a, "crdt_leases", "done"));
+    assert_null(rep_get(a, "crdt_leases", "lapsed"));
+    assert_non_null(v = rep_get(a, "crdt_leases", "live"));
+    free(v);
+    assert_int_equal(lease_do(a, OP_CHECK, "live", 1, &err), 0);
+    assert_int_equal(lease_do(a, OP_CHECK, "done", 2, &err), -ESTALE);
+    assert_int_equal(acquire(a, "done", 1000, &ep, NULL, &err), 0);
+    assert_int_equal(ep, 1);
+    rep_free(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_acquire_renew_busy),  cmocka_unit_test(test_expiry_takeover),
         cmocka_unit_test(test_concurrent_takeover), cmocka_unit_test(test_release),
-        cmocka_unit_test(test_lease_validation),
+        cmocka_unit_test(test_lease_validation),    cmocka_unit_test(test_lease_gc),
     };
 
     ut_log_set_level(UT_LOG_WARN);
