@@ -3,7 +3,7 @@
  *
  *   acme-load --directory URL [--ca-file PEM | --insecure] --accounts N
  *             --duration SECS --http-port P [--names-suffix .bench.test]
- *             [--poll-ms 20] [--keys 4] [--grace 10] [--server-pid PID]
+ *             [--poll-ms 20] [--keys 4] [--grace 10] [--server-pid PID[,PID...]]
  *             [--label NAME] [--save-cert FILE]
  *
  * N threads, one ACME account each (ES256, created before the measured
@@ -37,8 +37,9 @@
  * of the window until the last thread stopped (so no half-done issuance is
  * charged to the others). With --server-pid the server's utime+stime
  * (/proc/PID/stat) over those spans and its VmRSS/VmHWM at the end are
- * reported; the generator's own CPU (getrusage) always is, since it shares
- * the machine.
+ * reported; several comma-separated PIDs (a cluster's nodes): the sum of
+ * their CPU and the largest VmRSS/VmHWM among them. The generator's own
+ * CPU (getrusage) always is reported, since it shares the machine.
  *
  * Output: human lines on stderr while running (the first few problem
  * documents in full), then on stdout one "RESULT k=v ..." line with a fixed
@@ -81,6 +82,7 @@
 #define MAX_TOKEN    256
 #define MAX_PROBLEMS 5   /* problem documents printed in full */
 #define MAP_BUCKETS  256 /* challenge map: power of two */
+#define MAX_PIDS     8   /* --server-pid: a cluster's nodes */
 #define ERROR_PAUSE  50  /* ms after a failed issuance, so a dead server is not spun on */
 #define CHALL_PREFIX "/.well-known/acme-challenge/"
 
@@ -97,7 +99,8 @@ struct opts {
     int poll_ms;
     int keys;
     double grace;
-    long server_pid; /* 0: none */
+    long server_pid[MAX_PIDS]; /* --server-pid: the server's processes */
+    int n_pids;
 };
 
 static struct opts g_o = {
@@ -982,6 +985,31 @@ static long proc_mem_kib(long pid, const char *key)
     return v;
 }
 
+/* The server's CPU: the sum over its processes (a cluster: every node),
+ * or -1 when one cannot be read. */
+static double pids_cpu_ms(void)
+{
+    double sum = 0, v;
+
+    for (int i = 0; i < g_o.n_pids; i++) {
+        if ((v = proc_cpu_ms(g_o.server_pid[i])) < 0)
+            return -1;
+        sum += v;
+    }
+    return sum;
+}
+
+/* The largest VmRSS/VmHWM among the server's processes (per node). */
+static long pids_mem_max_kib(const char *key)
+{
+    long max = -1, v;
+
+    for (int i = 0; i < g_o.n_pids; i++)
+        if ((v = proc_mem_kib(g_o.server_pid[i], key)) > max)
+            max = v;
+    return max;
+}
+
 static double self_cpu_ms(void)
 {
     struct rusage u;
@@ -1030,10 +1058,11 @@ static int merge(struct worker *ws, int n, size_t off, struct lat *out)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: acme-load --directory URL [--ca-file PEM | --insecure] --accounts N\n"
-                    "                 --duration SECS --http-port P [--names-suffix .bench.test]\n"
-                    "                 [--poll-ms 20] [--keys 4] [--grace 10] [--server-pid PID]\n"
-                    "                 [--label NAME] [--save-cert FILE]\n");
+    fprintf(stderr,
+            "usage: acme-load --directory URL [--ca-file PEM | --insecure] --accounts N\n"
+            "                 --duration SECS --http-port P [--names-suffix .bench.test]\n"
+            "                 [--poll-ms 20] [--keys 4] [--grace 10] [--server-pid PID[,PID...]]\n"
+            "                 [--label NAME] [--save-cert FILE]\n");
 }
 
 /* Parses a whole decimal number in [lo, hi] into *out. */
@@ -1048,6 +1077,24 @@ static int parse_long(const char *s, long lo, long hi, long *out)
         return -EINVAL;
     *out = v;
     return 0;
+}
+
+/* "PID[,PID...]" (at most MAX_PIDS) into g_o.server_pid. */
+static int parse_pids(const char *v)
+{
+    char buf[256], *save = NULL, *t;
+    long n;
+
+    if (strlen(v) >= sizeof(buf))
+        return -EINVAL;
+    snprintf(buf, sizeof(buf), "%s", v);
+    g_o.n_pids = 0;
+    for (t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        if (g_o.n_pids == MAX_PIDS || parse_long(t, 1, LONG_MAX, &n) < 0)
+            return -EINVAL;
+        g_o.server_pid[g_o.n_pids++] = n;
+    }
+    return g_o.n_pids ? 0 : -EINVAL;
 }
 
 static int parse_args(int argc, char **argv)
@@ -1088,8 +1135,8 @@ static int parse_args(int argc, char **argv)
             g_o.poll_ms = (int)n;
         else if (strcmp(a, "--keys") == 0 && parse_long(v, 1, 1024, &n) == 0)
             g_o.keys = (int)n;
-        else if (strcmp(a, "--server-pid") == 0 && parse_long(v, 1, LONG_MAX, &n) == 0)
-            g_o.server_pid = n;
+        else if (strcmp(a, "--server-pid") == 0 && parse_pids(v) == 0)
+            ;
         else
             return -EINVAL;
     }
@@ -1161,8 +1208,8 @@ int main(int argc, char **argv)
         accounts_ok += ws[i].ok_account;
     fprintf(stderr, "acme-load: %s: %ld/%d accounts, measuring for %.1f s\n", g_o.label,
             accounts_ok, g_o.accounts, g_o.duration);
-    if (g_o.server_pid)
-        cpu0 = proc_cpu_ms(g_o.server_pid);
+    if (g_o.n_pids)
+        cpu0 = pids_cpu_ms();
     self0 = self_cpu_ms();
     g_t_start = now_s();
     g_t_end = g_t_start + g_o.duration;
@@ -1170,17 +1217,17 @@ int main(int argc, char **argv)
     pthread_barrier_wait(&g_go);
 
     sleep_ms((int)(g_o.duration * 1000));
-    if (g_o.server_pid)
-        cpu_end = proc_cpu_ms(g_o.server_pid);
+    if (g_o.n_pids)
+        cpu_end = pids_cpu_ms();
     for (int i = 0; i < nthreads; i++)
         pthread_join(ws[i].th, NULL);
     nthreads = 0;
     t_done = now_s();
     self1 = self_cpu_ms();
-    if (g_o.server_pid) {
-        cpu_done = proc_cpu_ms(g_o.server_pid);
-        rss = proc_mem_kib(g_o.server_pid, "VmRSS");
-        hwm = proc_mem_kib(g_o.server_pid, "VmHWM");
+    if (g_o.n_pids) {
+        cpu_done = pids_cpu_ms();
+        rss = pids_mem_max_kib("VmRSS");
+        hwm = pids_mem_max_kib("VmHWM");
     }
 
     for (int i = 0; i < g_o.accounts; i++) {

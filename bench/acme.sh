@@ -54,22 +54,12 @@ PERF_DIR=${PERF_DIR:-}
 PERF_CALLGRAPH=${PERF_CALLGRAPH:-fp}
 PIDS=()
 TMP=""
+# shellcheck source=bench/acme-common.sh
+. "$(dirname "$0")/acme-common.sh"
 
 die() {
     echo "acme.sh: $*" >&2
     exit 1
-}
-
-# stop_pid PID: TERM, then KILL after 5 s; waits for it.
-stop_pid() {
-    local pid=$1 i
-    kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 50); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
 }
 
 cleanup() {
@@ -108,88 +98,8 @@ LOAD=${ACME_LOAD:-$BUILD_DIR/bench/acme-load}
 
 TMP=$(mktemp -d /tmp/acme-bench.XXXXXX)
 [ -n "$OUT" ] || OUT=$TMP/results.txt
-
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-# wait_ready NAME URL PID LOG: at most 15 s until GET URL answers 2xx-4xx.
-wait_ready() {
-    local name=$1 url=$2 pid=$3 log=$4 i
-    for i in $(seq 150); do
-        if curl -s --cacert "$TMP/tls-ca.pem" --max-time 1 -o /dev/null -w '%{http_code}' "$url" \
-            2>/dev/null | grep -q '^[2-4]'; then
-            return 0
-        fi
-        if ! kill -0 "$pid" 2>/dev/null; then
-            echo "$name exited during startup:" >&2
-            tail -20 "$log" >&2 || true
-            return 1
-        fi
-        sleep 0.1
-    done
-    echo "$name not ready after 15 s:" >&2
-    tail -20 "$log" >&2 || true
-    return 1
-}
-
-# ---- the throwaway TLS PKI: a CA and a server certificate for 127.0.0.1 ----
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-    -subj "/CN=acme bench TLS CA" -keyout "$TMP/tls-ca.key" -out "$TMP/tls-ca.pem" \
-    >/dev/null 2>&1 || die "cannot create the TLS CA"
-openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=localhost \
-    -keyout "$TMP/tls.key" -out "$TMP/tls.csr" >/dev/null 2>&1 || die "cannot create a CSR"
-printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' >"$TMP/tls.ext"
-openssl x509 -req -in "$TMP/tls.csr" -CA "$TMP/tls-ca.pem" -CAkey "$TMP/tls-ca.key" \
-    -CAcreateserial -days 2 -extfile "$TMP/tls.ext" -out "$TMP/tls.pem" >/dev/null 2>&1 ||
-    die "cannot sign the TLS certificate"
-
-# ---- DNS: pebble-challtestsrv, every name -> 127.0.0.1 ----
-DNS_PORT=$(free_port)
-CTS_MGMT=$(free_port)
-pebble-challtestsrv -defaultIPv4 127.0.0.1 -defaultIPv6 "" -dns01 "127.0.0.1:$DNS_PORT" \
-    -http01 "" -https01 "" -tlsalpn01 "" -management "127.0.0.1:$CTS_MGMT" \
-    >"$TMP/challtestsrv.log" 2>&1 &
-PIDS+=($!)
-for i in $(seq 100); do
-    curl -s --max-time 1 -o /dev/null -d '{"host":"ready.test."}' \
-        "http://127.0.0.1:$CTS_MGMT/clear-txt" && break
-    kill -0 "${PIDS[-1]}" 2>/dev/null || { cat "$TMP/challtestsrv.log" >&2; die "pebble-challtestsrv exited"; }
-    [ "$i" = 100 ] && die "pebble-challtestsrv not ready after 10 s"
-    sleep 0.1
-done
-
-# run_load LABEL PID DIRECTORY_URL ACCOUNTS HTTP_PORT CERT_OUT: runs acme-load,
-# appends its output to $OUT and sets RESULT to its RESULT line.
-run_load() {
-    local label=$1 pid=$2 url=$3 n=$4 hport=$5 cert=$6 out=$TMP/load.out perf="" rc=0
-    if [ -n "$PERF_DIR" ]; then
-        mkdir -p "$PERF_DIR"
-        # starts while acme-load creates its accounts: a second early, cut short by the duration
-        timeout $((DURATION + 10)) perf record -q -F 499 --call-graph "$PERF_CALLGRAPH" -p "$pid" -o "$PERF_DIR/$label-$n.data" \
-            -- sleep "$((DURATION + 1))" >/dev/null 2>&1 &
-        perf=$!
-    fi
-    timeout $((DURATION + GRACE + 120)) "$LOAD" --directory "$url" --ca-file "$TMP/tls-ca.pem" \
-        --accounts "$n" --duration "$DURATION" --grace "$GRACE" --http-port "$hport" \
-        --poll-ms "$POLL_MS" --server-pid "$pid" --label "$label" --save-cert "$cert" \
-        >"$out" 2>"$TMP/load.err" || rc=$?
-    [ -n "$perf" ] && { wait "$perf" || true; }
-    cat "$TMP/load.err" >&2
-    # a run that issued nothing still reports (a hung server is a result)
-    RESULT=$(grep '^RESULT ' "$out") || { cat "$out" >&2; return 1; }
-    [ "$rc" = 0 ] || echo "acme.sh: $label issued no certificate (acme-load exit $rc)" >&2
-    cat "$out" >>"$OUT"
-}
-
-# verify_chain LABEL ROOT_PEM CHAIN_PEM: the leaf against the root, the rest
-# untrusted (nothing to check when the run issued nothing).
-verify_chain() {
-    [ -s "$3" ] || return 0
-    openssl verify -purpose sslserver -CAfile "$2" -untrusted "$3" "$3" >/dev/null 2>&1 ||
-        die "$1: the issued certificate does not verify: $(openssl verify -CAfile "$2" \
-            -untrusted "$3" "$3" 2>&1 | tail -2)"
-}
+make_pki
+start_dns
 
 ROWS=()
 
@@ -359,24 +269,10 @@ if [ "$FILL" -gt 0 ]; then
     bench_akamu_fill "${ACCOUNTS_LIST%% *}"
 fi
 
-# ---- summary ----
-# field KEY RESULT_LINE
-field() { tr ' ' '\n' <<<"$2" | awk -F= -v k="$1" '$1 == k { print $2 }'; }
-
 printf '\n%s, %s, pebble %s, %s CPUs, acme-load -d %ss --poll-ms %s\n' "$(date -u +%Y-%m-%d)" \
     "$(openssl version | cut -d' ' -f1-2)" \
     "$(dpkg-query -W -f '${Version}' pebble 2>/dev/null || echo '?')" "$(nproc)" "$DURATION" "$POLL_MS"
-printf '%-10s %5s %7s %8s %8s %8s %9s %6s %8s %8s %8s %6s %6s\n' server accts issued "iss/s" \
-    "p50 ms" "p99 ms" "cpu ms/i" "cpu%" "RSS MiB" "HWM MiB" "gen ms/i" badnon errors
-for row in "${ROWS[@]}"; do
-    printf '%-10s %5s %7s %8.1f %8.1f %8.1f %9.3f %6.1f %8.1f %8.1f %8.3f %6s %6s\n' \
-        "$(field label "$row")" "$(field accounts "$row")" "$(field issuances "$row")" \
-        "$(field rate "$row")" "$(field p50_ms "$row")" "$(field p99_ms "$row")" \
-        "$(field cpu_ms_per_issuance "$row")" "$(field server_cpu_pct "$row")" \
-        "$(awk -v k="$(field server_rss_kib "$row")" 'BEGIN { print k / 1024 }')" \
-        "$(awk -v k="$(field server_hwm_kib "$row")" 'BEGIN { print k / 1024 }')" \
-        "$(field gen_cpu_ms_per_issuance "$row")" "$(field bad_nonce "$row")" "$(field errors "$row")"
-done
+print_table
 if [ "$SKIP_AKAMU" != 1 ] && [ "$SKIP_PEBBLE" != 1 ]; then
     echo
     for n in $ACCOUNTS_LIST; do
