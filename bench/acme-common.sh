@@ -1,8 +1,8 @@
 # acme-common.sh - shell helpers shared by bench/acme.sh and
 # bench/acme-cluster.sh (sourced, not run). The caller sets TMP (a temp dir),
 # PIDS (an array: processes to stop on exit), LOAD (acme-load), OUT (its
-# results file), DURATION, GRACE, POLL_MS, PERF_DIR, PERF_CALLGRAPH, and
-# defines die().
+# results file), DURATION, GRACE, POLL_MS, PERF_DIR, PERF_CALLGRAPH and
+# KEEP_TMP.
 
 # stop_pid PID: TERM, then KILL after 5 s; waits for it.
 stop_pid() {
@@ -14,6 +14,39 @@ stop_pid() {
     done
     kill -KILL "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
+}
+
+# die MSG: the message, prefixed with the script's name, and exit 1.
+die() {
+    echo "$(basename "$0"): $*" >&2
+    exit 1
+}
+
+# The EXIT trap: stops every process in PIDS, removes TMP (KEEP_TMP=1 keeps
+# it). bench_setup installs it and checks the tools and DURATION.
+cleanup() {
+    local rc=$? pid
+    trap - EXIT INT TERM
+    for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
+    if [ -n "$TMP" ]; then
+        if [ "$KEEP_TMP" = 1 ]; then echo "$(basename "$0"): kept $TMP" >&2; else rm -rf "$TMP"; fi
+    fi
+    exit "$rc"
+}
+
+# bench_setup TOOL...: the traps, the tools the script needs, DURATION 1..30.
+bench_setup() {
+    local tool
+    trap cleanup EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+    for tool in "$@"; do
+        command -v "$tool" >/dev/null || die "$tool not found"
+    done
+    case $DURATION in
+    '' | *[!0-9]*) die "DURATION must be 1..30 seconds" ;;
+    esac
+    if [ "$DURATION" -lt 1 ] || [ "$DURATION" -gt 30 ]; then die "DURATION must be 1..30 seconds"; fi
 }
 
 

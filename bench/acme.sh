@@ -57,31 +57,7 @@ TMP=""
 # shellcheck source=bench/acme-common.sh
 . "$(dirname "$0")/acme-common.sh"
 
-die() {
-    echo "acme.sh: $*" >&2
-    exit 1
-}
-
-cleanup() {
-    local rc=$? pid
-    trap - EXIT INT TERM
-    for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
-    if [ -n "$TMP" ]; then
-        if [ "$KEEP_TMP" = 1 ]; then echo "acme.sh: kept $TMP" >&2; else rm -rf "$TMP"; fi
-    fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-for tool in openssl curl python3 pebble pebble-challtestsrv meson ninja timeout; do
-    command -v "$tool" >/dev/null || die "$tool not found"
-done
-case $DURATION in
-'' | *[!0-9]*) die "DURATION must be 1..30 seconds" ;;
-esac
-if [ "$DURATION" -lt 1 ] || [ "$DURATION" -gt 30 ]; then die "DURATION must be 1..30 seconds"; fi
+bench_setup openssl curl python3 pebble pebble-challtestsrv meson ninja timeout
 
 # ---- build ----
 if [ ! -f "$BUILD_DIR/build.ninja" ]; then

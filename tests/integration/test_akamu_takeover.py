@@ -568,27 +568,33 @@ def test_stalled_owner_fenced(env):
 # ---- (d) concurrent finalize requests on every node ----
 
 
-def test_concurrent_finalize_issues_once(env, tmp_path):
-    cl, responder = env
-    c = account(cl)
-    name = "d.takeover.test"
-    order, loc = validated(cl, c, responder, name)
-    clients = [cl.client(i, key=c.key, kid=c.kid) for i in range(cl.n)]
+def finalize_at_once(clients, url, csr):
+    """The same finalize sent by every client at the same moment (each with
+    a fresh nonce of its node); their answers, in order."""
     for cc in clients:
         cc.new_nonce()
-    csr = csr_for(name)
     start = threading.Barrier(len(clients))
     answers = [None] * len(clients)
 
     def finalize(i):
         start.wait()
-        answers[i] = clients[i].post(order["finalize"], {"csr": csr})
+        answers[i] = clients[i].post(url, {"csr": csr})
 
     threads = [threading.Thread(target=finalize, args=(i,)) for i in range(len(clients))]
     for t in threads:
         t.start()
     for t in threads:
         t.join(DEADLINE)
+    return answers
+
+
+def test_concurrent_finalize_issues_once(env, tmp_path):
+    cl, responder = env
+    c = account(cl)
+    name = "d.takeover.test"
+    order, loc = validated(cl, c, responder, name)
+    clients = [cl.client(i, key=c.key, kid=c.kid) for i in range(cl.n)]
+    answers = finalize_at_once(clients, order["finalize"], csr_for(name))
     codes = sorted(a.status_code for a in answers)
     assert codes == [200, 403, 403], [(a.status_code, a.text) for a in answers]
     for a in answers:
@@ -616,21 +622,7 @@ def test_concurrent_takeovers_meet_on_the_successor(env, tmp_path):
     order, loc = validated(cl, c, responder, name)
     cl.kill(0)
     clients = [cl.client(i, key=c.key, kid=c.kid) for i in (1, 2)]
-    for cc in clients:
-        cc.new_nonce()
-    csr = csr_for(name)
-    start = threading.Barrier(len(clients))
-    answers = [None] * len(clients)
-
-    def finalize(i):
-        start.wait()
-        answers[i] = clients[i].post(order["finalize"], {"csr": csr})
-
-    threads = [threading.Thread(target=finalize, args=(i,)) for i in range(len(clients))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(DEADLINE)
+    answers = finalize_at_once(clients, order["finalize"], csr_for(name))
     codes = sorted(a.status_code for a in answers)
     assert codes == [200, 403], [(a.status_code, a.text) for a in answers]
     for cc, a in zip(clients, answers):
