@@ -355,9 +355,11 @@ void akm_work_unreachable(struct akamu *k, struct http_req *r, const struct akm_
                           const char *why);
 /* The node that takes over order_id's work when its owner is down: the
  * highest SHA-256(order id || tag) among the cluster's nodes (this one
- * included) other than those tagged skip1/skip2 (NULL: none). Every node
- * with the same node map picks the same one, so concurrent takeovers of
- * one order meet there. Copies its tag to out; -ENOENT without candidates. */
+ * included) other than those tagged skip1/skip2 (NULL: none) and those a
+ * forward of order work failed to reach in the last 10 s. Every node with
+ * the same node map that tried the same dead nodes picks the same one, so
+ * concurrent takeovers of one order meet there. Copies its tag to out;
+ * -ENOENT without candidates. */
 int akm_successor(struct akamu *k, const char *order_id, const char *skip1, const char *skip2,
                   char out[AKM_TAG_LEN + 1]);
 

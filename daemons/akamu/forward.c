@@ -76,6 +76,18 @@ struct peer {
     char url[GSP_URL_MAX];
 };
 
+/* Nodes a forward of order work failed to reach lately (tag, CLOCK_MONOTONIC
+ * ms): akm_successor passes over them, so that after the owner and its
+ * successor failed, every node that tried them moves on to the same next
+ * one. A ring: the oldest mark goes first. */
+#define DOWN_MAX    16
+#define DOWN_TTL_MS 10000
+
+struct down {
+    char tag[AKM_TAG_LEN + 1];
+    int64_t at;
+};
+
 struct akm_fwd {
     pthread_mutex_t mu;
     int loaded;
@@ -83,6 +95,14 @@ struct akm_fwd {
     int64_t loaded_ms; /* CLOCK_MONOTONIC */
     struct peer *v;
     size_t n;
+    struct down down[DOWN_MAX];
+    size_t down_next;
+};
+
+/* A forward of order work: which work, and where it went. */
+struct work_fwd {
+    const struct akm_work *w;
+    char tag[AKM_TAG_LEN + 1];
 };
 
 static int64_t mono_ms(void)
@@ -253,12 +273,38 @@ static uint64_t rendezvous(const char *order_id, const char *tag)
     return v;
 }
 
+/* Under f->mu: tag failed a forward of order work within DOWN_TTL_MS. */
+static int is_down(const struct akm_fwd *f, const char *tag, int64_t now)
+{
+    for (size_t i = 0; i < DOWN_MAX; i++) {
+        if (f->down[i].at && now - f->down[i].at < DOWN_TTL_MS && strcmp(f->down[i].tag, tag) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+static void mark_down(struct akm_fwd *f, const char *tag)
+{
+    int64_t now = mono_ms();
+    size_t i;
+
+    pthread_mutex_lock(&f->mu);
+    for (i = 0; i < DOWN_MAX && strcmp(f->down[i].tag, tag) != 0; i++)
+        ;
+    if (i == DOWN_MAX)
+        i = f->down_next++ % DOWN_MAX;
+    snprintf(f->down[i].tag, sizeof(f->down[i].tag), "%s", tag);
+    f->down[i].at = now;
+    pthread_mutex_unlock(&f->mu);
+}
+
 int akm_successor(struct akamu *k, const char *order_id, const char *skip1, const char *skip2,
                   char out[AKM_TAG_LEN + 1])
 {
     struct akm_fwd *f = k->fwd;
     struct peer unused;
     uint64_t best = 0, v;
+    int64_t now = mono_ms();
     int found = 0;
 
     if (f == NULL)
@@ -268,7 +314,8 @@ int akm_successor(struct akamu *k, const char *order_id, const char *skip1, cons
     for (size_t i = 0; i <= f->n; i++) {
         const char *tag = i < f->n ? f->v[i].tag : k->tag; /* the map lacks this node */
 
-        if ((skip1 && strcmp(tag, skip1) == 0) || (skip2 && strcmp(tag, skip2) == 0))
+        if ((skip1 && strcmp(tag, skip1) == 0) || (skip2 && strcmp(tag, skip2) == 0) ||
+            (i < f->n && is_down(f, tag, now)))
             continue;
         v = rendezvous(order_id, tag);
         if (!found || v > best) {
@@ -326,10 +373,11 @@ static void fail_owner(struct http_req *r, int status, const char *why, void *ar
 
 static void fail_work(struct http_req *r, int status, const char *why, void *arg)
 {
-    const struct akm_work *w = arg;
+    const struct work_fwd *wf = arg;
 
     (void)status;
-    akm_work_unreachable(w->k, r, w, why);
+    mark_down(wf->w->k->fwd, wf->tag);
+    akm_work_unreachable(wf->w->k, r, wf->w, why);
 }
 
 void akm_fwd_run_takeover(struct akamu *k, struct http_req *r, http_handler fn)
@@ -359,9 +407,11 @@ int akm_fwd_late(struct akamu *k, struct http_req *r)
     return 1;
 }
 
-/* on_fail/arg: the failure callback (NULL: by kind). */
+/* on_fail/arg: the failure callback (NULL: by kind); release: as in
+ * http_forward_opts (called when the forward went out and is over). */
 static int forward_to(struct akamu *k, struct http_req *r, const char *tag, enum akm_fwd_kind kind,
-                      http_forward_fail_fn on_fail, void *arg, const char *why)
+                      http_forward_fail_fn on_fail, void *arg, void (*release)(void *),
+                      const char *why)
 {
     static const char *const drop[] = {HDR_FORWARDED, HDR_NONCE_REDEEMED, HDR_DEADLINE, NULL};
     char h_fwd[CRY_ENV_ID_MAX + 32], h_red[CRY_ENV_ID_MAX + 32], h_dl[64];
@@ -375,6 +425,7 @@ static int forward_to(struct akamu *k, struct http_req *r, const char *tag, enum
                    : kind == AKM_FWD_NONCE ? fail_nonce
                                            : fail_owner,
         .arg = on_fail ? arg : k,
+        .release = on_fail ? release : NULL,
     };
     struct ut_err e = {{0}};
     const char *dl;
@@ -428,14 +479,25 @@ static int forward_to(struct akamu *k, struct http_req *r, const char *tag, enum
 int akm_forward(struct akamu *k, struct http_req *r, const char *tag, enum akm_fwd_kind kind,
                 const char *why)
 {
-    return forward_to(k, r, tag, kind, NULL, NULL, why);
+    return forward_to(k, r, tag, kind, NULL, NULL, NULL, why);
 }
 
 int akm_forward_work(struct akamu *k, struct http_req *r, const char *tag,
                      const struct akm_work *work, const char *why)
 {
     /* work lives as long as k->leases, i.e. past every pending forward */
-    return forward_to(k, r, tag, AKM_FWD_OWNER, fail_work, (void *)work, why);
+    struct work_fwd *wf = calloc(1, sizeof(*wf));
+    int rc;
+
+    if (wf == NULL || tag == NULL || strlen(tag) > AKM_TAG_LEN) {
+        free(wf);
+        return 0;
+    }
+    wf->w = work;
+    memcpy(wf->tag, tag, strlen(tag) + 1);
+    if ((rc = forward_to(k, r, tag, AKM_FWD_OWNER, fail_work, wf, free, why)) != 1)
+        free(wf); /* not forwarded: release is never called */
+    return rc;
 }
 
 int akm_forward_absent(struct akamu *k, struct http_req *r, const char *tbl, const char *id)

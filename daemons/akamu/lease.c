@@ -384,16 +384,18 @@ void akm_work_unreachable(struct akamu *k, struct http_req *r, const struct akm_
     }
     /* Not any node that notices: the order's successor, so that two
      * requests for one order reaching two nodes while its owner is down
-     * meet on one node, whose store transaction lets one of them win. When
-     * the successor is down too, this node takes over (two nodes down at
-     * once: the race of docs/acme.md "Limits" is back). */
+     * meet on one node, whose store transaction lets one of them win. A
+     * successor that does not answer either is marked down (forward.c) and
+     * we come back here: the next one in the same order, until that is
+     * this node. */
     akm_id_tag(oid, creator);
     if (l.owner[0])
         akm_node_tag(l.owner, last);
-    if (!w->successor && akm_successor(k, oid, creator, l.owner[0] ? last : NULL, succ) == 0 &&
+    if (akm_successor(k, oid, creator, l.owner[0] ? last : NULL, succ) == 0 &&
         strcmp(succ, k->tag) != 0) {
         ut_log(UT_LOG_INFO, MOD, "order owner unreachable; sending the request to its successor",
-               UT_LF_S("order", oid), UT_LF_S("successor", succ), UT_LF_S("why", why));
+               UT_LF_S("order", oid), UT_LF_S("successor", succ), UT_LF_S("why", why),
+               UT_LF_S("after", w->successor ? "successor unreachable" : "owner unreachable"));
         if (akm_forward_work(k, r, succ, successor_work(k, w), "takeover successor") == 1)
             return;
     }

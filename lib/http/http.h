@@ -150,6 +150,10 @@ struct http_forward_opts {
     size_t max_response_bytes;       /* upstream body cap; 0: 16 MiB (over it: 502) */
     http_forward_fail_fn on_fail;    /* NULL: 502/504 JSON error */
     void *arg;
+    /* After a 0 return: called once with arg when the forward is over
+     * (answered, failed after on_fail, or cancelled at shutdown), so arg
+     * may be per-request memory. Never called after a negative return. */
+    void (*release)(void *arg);
 };
 int http_req_forward_opts(struct http_req *r, const char *base_url,
                           const struct http_forward_opts *o, struct ut_err *err);

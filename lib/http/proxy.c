@@ -56,7 +56,8 @@ struct fwd {
     size_t max_body;
     http_forward_fail_fn on_fail;
     void *arg;
-    char upstream[320]; /* "http://host:port" for messages */
+    void (*release)(void *arg); /* set once the forward is under way */
+    char upstream[320];         /* "http://host:port" for messages */
 };
 
 /* Never passed on in either direction (RFC 9110 §7.6.1), besides the names
@@ -204,6 +205,8 @@ static void fwd_finish(struct fwd *f)
             http_reply_error(&f->req, status, status == 504 ? "gateway_timeout" : "bad_gateway",
                              why);
     }
+    if (f->release)
+        f->release(f->arg);
     fwd_free(f);
 }
 
@@ -230,6 +233,8 @@ static void fwd_cancel(struct http_deferred *d)
      * and is ours to free; any other goes with its connection. */
     if (evhttp_request_get_connection(f->req.ev) == NULL)
         evhttp_request_free(f->req.ev);
+    if (f->release)
+        f->release(f->arg);
     fwd_free(f);
 }
 
@@ -565,6 +570,7 @@ int http_req_forward_opts(struct http_req *r, const char *base_url,
         fwd_free(f);
         return -EIO;
     }
+    f->release = o->release; /* from here the forward will end through fwd_finish/cancel */
     ut_log(UT_LOG_DEBUG, "http", "forwarding", UT_LF_S("path", http_req_path(r)),
            UT_LF_S("upstream", f->upstream));
     return 0;

@@ -24,9 +24,12 @@ pebble-challtestsrv.
     certificate, the others orderNotReady;
 (e) the same on the two survivors while the creator is dead: both send
     the request to the order's successor, one certificate;
+(f) four nodes, the creator and the order's successor dead: the two
+    survivors both move on to the next successor, one certificate;
 and a forwarded request that arrives after its sender's deadline (a node
 stalled with it queued) is refused.
 """
+import hashlib
 import http.server
 import json
 import os
@@ -315,13 +318,10 @@ def send(c, url, payload):
     return r
 
 
-@pytest.fixture
-def env(tmp_path):
-    """(cluster, responder), all stopped afterwards; a node that exited
-    badly (or with a sanitizer report) fails the test."""
+def cluster_env(tmp_path, n):
     responder = Responder()
     with acme_util.challtestsrv(tmp_path, serve=False) as srv:
-        cl = Cluster(tmp_path, responder.port, srv["dns"])
+        cl = Cluster(tmp_path, responder.port, srv["dns"], n)
         try:
             cl.start_all()
             yield cl, responder
@@ -330,6 +330,19 @@ def env(tmp_path):
             bad = cl.close()
             responder.close()
     assert not bad, "\n".join(bad)
+
+
+@pytest.fixture
+def env(tmp_path):
+    """(cluster, responder), all stopped afterwards; a node that exited
+    badly (or with a sanitizer report) fails the test."""
+    yield from cluster_env(tmp_path, 3)
+
+
+@pytest.fixture
+def env4(tmp_path):
+    """The same with four nodes."""
+    yield from cluster_env(tmp_path, 4)
 
 
 def new_order(cl, c, responder, name):
@@ -637,6 +650,47 @@ def test_concurrent_takeovers_meet_on_the_successor(env, tmp_path):
     here = [i for i, t in zip((1, 2), logs)
             if f'order owner unreachable; taking the request here order="{oid(loc)}"' in t]
     assert len(sent) == 1 and here == [3 - sent[0]], (sent, here, logs)
+    one_certificate_everywhere(cl, oid(loc))
+
+
+def successor_order(cl, order_id, candidates):
+    """candidates sorted as akm_successor ranks them: SHA-256(order id ||
+    tag), tag = base64url(SHA-256(node id)[:6])."""
+    def tag(i):
+        return b64u(hashlib.sha256(cl.ids[i].encode()).digest()[:6])
+
+    def score(i):
+        return int.from_bytes(hashlib.sha256((order_id + tag(i)).encode()).digest()[:8], "big")
+    return sorted(candidates, key=score, reverse=True)
+
+
+def test_takeover_when_the_successor_is_down_too(env4, tmp_path):
+    """Four nodes; the creator and the order's first successor are killed.
+    Two finalize requests reach the two survivors at once: each tries the
+    creator, then the first successor, marks both down and moves on to the
+    same next successor, where one request wins: one certificate."""
+    cl, responder = env4
+    c = account(cl)
+    name = "f.takeover.test"
+    order, loc = validated(cl, c, responder, name)
+    ranked = successor_order(cl, oid(loc), [1, 2, 3])
+    first, second, third = ranked
+    cl.kill(0)
+    cl.kill(first)
+    clients = [cl.client(i, key=c.key, kid=c.kid) for i in (second, third)]
+    answers = finalize_at_once(clients, order["finalize"], csr_for(name))
+    codes = sorted(a.status_code for a in answers)
+    assert codes == [200, 403], [(a.status_code, a.text) for a in answers]
+    for cc, a in zip(clients, answers):
+        if a.status_code == 403:
+            assert a.json()["type"] == ERR + "orderNotReady", a.text
+        else:
+            verify_chain(cl, ok_cert(cc, a.json()["certificate"]), name, tmp_path)
+    here = f'order owner unreachable; taking the request here order="{oid(loc)}"'
+    assert here in cl.nodes[second].text(), cl.nodes[second].text()
+    log = cl.nodes[third].text()
+    assert here not in log, log
+    assert 'after="successor unreachable"' in log, log
     one_certificate_everywhere(cl, oid(loc))
 
 
