@@ -42,9 +42,11 @@ static char g_big[BIG];
 static struct {
     char url[128];
     int timeout_ms;
-    int use_cb;
+    int use_cb; /* 1: on_fail replies 503; 2: on_fail forwards again to refwd_url */
+    char refwd_url[128];
 } g_t;
 static atomic_int g_forwarded, g_fail_calls, g_fail_status, g_https_rc, g_second_rc;
+static atomic_int g_released; /* release hook calls */
 static char g_fail_why[256];
 
 /* ---- upstream handlers ---- */
@@ -117,15 +119,33 @@ static void up_sum(struct http_req *r, void *arg)
     http_reply_json(r, 200, json_pack("{s:I,s:I}", "len", (json_int_t)len, "sum", (json_int_t)sum));
 }
 
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+
+    nanosleep(&ts, NULL);
+}
+
 /* ---- front handlers ---- */
+
+static void on_release(void *arg)
+{
+    (void)arg;
+    atomic_fetch_add(&g_released, 1);
+}
 
 static void on_fail(struct http_req *r, int status, const char *why, void *arg)
 {
+    struct http_forward_opts again = {.timeout_ms = 5000, .release = on_release};
+    struct ut_err e = {{0}};
     char body[512];
 
     snprintf(g_fail_why, sizeof(g_fail_why), "%s", why);
     atomic_store(&g_fail_status, status);
     atomic_fetch_add(&g_fail_calls, 1);
+    /* Forwarding the failed request again: the new forward owns it. */
+    if (g_t.use_cb == 2 && http_req_forward_opts(r, g_t.refwd_url, &again, &e) == 0)
+        return;
     snprintf(body, sizeof(body), "custom %d %s %s", status, why, http_req_path(r));
     http_add_header(r, "X-Custom", "1");
     http_reply(r, 503, "text/plain", body, strlen(body));
@@ -138,7 +158,8 @@ static void h_fwd(struct http_req *r, void *arg)
     struct http_forward_opts o = {.headers = extra,
                                   .drop_headers = drop,
                                   .timeout_ms = g_t.timeout_ms,
-                                  .on_fail = g_t.use_cb ? on_fail : NULL};
+                                  .on_fail = g_t.use_cb ? on_fail : NULL,
+                                  .release = on_release};
     struct ut_err e = {{0}};
 
     if (http_req_forward_opts(r, g_t.url, &o, &e) < 0) {
@@ -556,7 +577,25 @@ static void test_forward_upstream_down(void **state)
     assert_non_null(strstr(r.body, "/echo/q")); /* http_req_path works in the callback */
     resp_free(&r);
 
-    /* Refused synchronously: https, and a bad URL; the handler replies. */
+    /* on_fail may forward the request again (to a live upstream): the
+     * second forward answers; each forward released exactly once. */
+    atomic_store(&g_released, 0);
+    target(u, 5000, 2);
+    snprintf(g_t.refwd_url, sizeof(g_t.refwd_url), "http://127.0.0.1:%d", http_server_port(g_up));
+    roundtrip(http_server_port(g_front), "POST /echo/again HTTP/1.1\r\nHost: f\r\n", "y", 1, &r);
+    assert_int_equal(r.status, 201);
+    j = body_json(&r);
+    assert_string_equal(jstr(j, "path"), "/echo/again");
+    assert_string_equal(jstr(j, "body"), "y");
+    json_decref(j);
+    resp_free(&r);
+    for (int i = 0; i < 100 && atomic_load(&g_released) < 2; i++)
+        sleep_ms(10);
+    assert_int_equal(atomic_load(&g_released), 2);
+
+    /* Refused synchronously: https, and a bad URL; the handler replies
+     * (and release is never called). */
+    atomic_store(&g_released, 0);
     roundtrip(http_server_port(g_front), "GET /https HTTP/1.1\r\nHost: f\r\n", NULL, 0, &r);
     assert_int_equal(r.status, 500);
     assert_int_equal(atomic_load(&g_https_rc), -EPROTONOSUPPORT);
@@ -567,6 +606,7 @@ static void test_forward_upstream_down(void **state)
     assert_int_equal(r.status, 500);
     assert_non_null(strstr(r.body, "want http://"));
     resp_free(&r);
+    assert_int_equal(atomic_load(&g_released), 0);
 }
 
 static void test_forward_timeout(void **state)
@@ -608,13 +648,6 @@ static void test_forward_misuse(void **state)
     assert_string_equal(jstr(j, "path"), "/twice");
     json_decref(j);
     resp_free(&r);
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-
-    nanosleep(&ts, NULL);
 }
 
 /* The client hangs up while its forward is pending: the late reply must
@@ -690,12 +723,14 @@ static void test_stop_with_pending_forward(void **state)
     for (int i = 0; i < 1000 && atomic_load(&g_forwarded) == 0; i++)
         sleep_ms(10);
     assert_int_equal(atomic_load(&g_forwarded), 1);
+    atomic_store(&g_released, 0);
     http_server_stop(front); /* drains for timeout_secs (1), then cuts */
     pthread_join(t, NULL);
     assert_int_equal(p.rc, 0);
     assert_true(p.r.eof_only);
+    http_server_free(front); /* cancels the forward: released */
+    assert_int_equal(atomic_load(&g_released), 1);
     resp_free(&p.r);
-    http_server_free(front);
     close(hole);
 }
 
