@@ -195,6 +195,8 @@ json_t *akm_chall_render(const struct akamu *k, const json_t *chall);
  * challenge's error, when one is invalid/deactivated/expired/missing);
  * idempotent; called after validation results. -ENOENT: no such order. */
 int akm_order_refresh(struct akamu *k, const char *order_id, struct ut_err *err);
+/* The same inside a store job (db: its connection), in its transaction. */
+int akm_order_refresh_in(struct akamu *k, sqlite3 *db, const char *order_id, struct ut_err *err);
 /* order.c, for finalize.c: the requester's order `id`, brought up to date
  * and stored (expiry; a pending/ready order recomputed as by
  * akm_order_refresh; an issuance interrupted by a crash -> invalid). NULL

@@ -725,7 +725,7 @@ static int done_job_fn(sqlite3 *db, void *arg, struct ut_err *err)
 {
     struct done_job *j = arg;
     const char *oid = j->vj->order_id;
-    struct ut_err le = {{0}};
+    struct ut_err le = {{0}}, re = {{0}};
     struct akm_take t;
     json_t *ch = NULL;
     const char *authz_id;
@@ -751,6 +751,14 @@ static int done_job_fn(sqlite3 *db, void *arg, struct ut_err *err)
     if ((authz_id = str(ch, "authz")) != NULL &&
         (rc = akm_update(j->k, "authorizations", authz_id, az_step_fn, &j->s, &j->authz, err)) < 0)
         goto out;
+    /* The order follows in the same transaction (pending -> ready or
+     * invalid): one commit per validation result, not two. Its failure
+     * (rolled back alone: a nested savepoint) keeps the result; the next
+     * read of the order recomputes it (order.c settle). */
+    if (j->s.changed && str(j->authz, "order") &&
+        akm_order_refresh_in(j->k, db, str(j->authz, "order"), &re) < 0)
+        ut_log(UT_LOG_WARN, MOD, "order refresh failed", UT_LF_S("order", str(j->authz, "order")),
+               UT_LF_S("error", re.msg));
     /* The order's last validation ends the tenure; until then it is renewed. */
     if (oid[0]) {
         if (order_busy(j->k, db, oid, j->vj->chall_id)) {
@@ -798,8 +806,6 @@ void akm_va_done(struct akamu *k, const struct akm_va_job *vj, int ok, json_t *p
     }
     /* Only now: until the result is stored, a read must not take it over. */
     akm_inflight_del(k, vj->chall_id);
-    if (j.s.changed)
-        refresh_order(k, j.authz);
     json_decref(j.authz);
     json_decref(problem);
 }

@@ -575,7 +575,8 @@ static int settle_fn(json_t **doc, void *arg, struct ut_err *err)
     return 0;
 }
 
-static int refresh(struct akamu *k, const char *order_id, json_t **out, struct ut_err *err);
+static int refresh(struct akamu *k, sqlite3 *db, const char *order_id, json_t **out,
+                   struct ut_err *err);
 
 /* Brings a just-read order up to date before it is shown or finalized.
  * A pending or ready order is also recomputed from its authorizations:
@@ -596,7 +597,7 @@ static void settle(struct akamu *k, json_t **order)
     if (strcmp(effective_status(*order, a.now), st ? st : "") != 0 || a.dead)
         rc = akm_update(k, "orders", str(*order, "id"), settle_fn, &a, &res, &e);
     else if (is(st, "pending") || is(st, "ready"))
-        rc = refresh(k, str(*order, "id"), &res, &e);
+        rc = refresh(k, NULL, str(*order, "id"), &res, &e);
     else
         return;
     if (rc < 0) {
@@ -731,13 +732,22 @@ static int refresh_fn(json_t **doc, void *arg, struct ut_err *err)
 }
 
 /* The authorizations are read outside the order's update: every caller has
- * committed its own authorization change before calling, so the last of
- * concurrent callers sees all of them; and the transitions are monotonic
+ * committed its own authorization change before calling (or, with db, made
+ * it in the same store job, whose reads see it), so the last of concurrent
+ * callers sees all of them; and the transitions are monotonic
  * (pending -> ready -> invalid), which refresh_fn re-checks. Ready orders
- * are looked at too: a deactivated authorization invalidates them. */
-static int refresh(struct akamu *k, const char *order_id, json_t **out, struct ut_err *err)
+ * are looked at too: a deactivated authorization invalidates them. db: the
+ * store job's connection, or NULL (a reader; the update is a job of its
+ * own). */
+static json_t *get(struct akamu *k, sqlite3 *db, const char *tbl, const char *id)
 {
-    json_t *o = akm_get(k, "orders", order_id), *v;
+    return db ? akm_get_in(k, db, tbl, id) : akm_get(k, tbl, id);
+}
+
+static int refresh(struct akamu *k, sqlite3 *db, const char *order_id, json_t **out,
+                   struct ut_err *err)
+{
+    json_t *o = get(k, db, "orders", order_id), *v;
     struct refresh a = {0};
     int64_t now = akm_now();
     int all_valid = 1, rc = 0;
@@ -752,7 +762,7 @@ static int refresh(struct akamu *k, const char *order_id, json_t **out, struct u
     json_array_foreach(json_object_get(o, "authorizations"), i, v)
     {
         const char *az_id = json_string_value(v);
-        json_t *az = az_id ? akm_get(k, "authorizations", az_id) : NULL;
+        json_t *az = az_id ? get(k, db, "authorizations", az_id) : NULL;
         enum verdict vd = authz_verdict(az, now);
 
         if (vd == AZ_FAILED) {
@@ -776,7 +786,12 @@ out:
 
 int akm_order_refresh(struct akamu *k, const char *order_id, struct ut_err *err)
 {
-    return refresh(k, order_id, NULL, err);
+    return refresh(k, NULL, order_id, NULL, err);
+}
+
+int akm_order_refresh_in(struct akamu *k, sqlite3 *db, const char *order_id, struct ut_err *err)
+{
+    return refresh(k, db, order_id, NULL, err);
 }
 
 int akm_order_routes(struct akamu *k, struct http_server *s, struct ut_err *err)
