@@ -72,25 +72,31 @@ static void request_url(struct akamu *k, struct http_req *r, char out[AKM_URL_MA
     akm_url(k, out, "%s", http_req_path(r));
 }
 
-/* Imported account keys, per worker thread (no lock, no sharing of an
- * EVP_PKEY across threads): importing a JWK costs a point decode and a
- * public-key check (a scalar multiplication), more than the signature
- * check itself. A slot is found by account id and used only while the
- * stored account's thumbprint is the one it was imported under, so a
- * keyChange (new thumbprint) misses at once; status is always read from
- * the stored account. Least recently used slot is replaced. The thread's
- * keys are freed by the key's destructor when the thread ends. */
-#define KEY_SLOTS 64
+/* Accounts, per worker thread (no lock, nothing shared across threads):
+ * the stored document and its imported key. Importing a JWK costs a point
+ * decode and a public-key check (a scalar multiplication), more than the
+ * signature check itself, and reading the account costs an SQLite read and
+ * a JSON parse on every request. A slot serves while the accounts table's
+ * counter (crdt_table_generation: any committed write, merge, GC or
+ * re-sync touching accounts) is the one read before the slot was filled;
+ * accounts change rarely, so it holds across the other tables' writes. The
+ * key also stays with its (id, thumbprint) across a refill, so only a
+ * keyChange re-imports. Least recently used slot is replaced; the thread's
+ * slots are freed by the key's destructor when the thread ends. The cached
+ * document is handed out as a reference: callers only read c->account. */
+#define ACCT_SLOTS 64
 
-struct key_slot {
+struct acct_slot {
     char id[AKM_ID_LEN + 1];
     char thumb[64];
     EVP_PKEY *key;
+    json_t *doc;  /* NULL: only the key is known */
+    uint64_t gen; /* accounts table counter when doc was read */
     uint64_t used;
 };
 
-struct key_cache {
-    struct key_slot s[KEY_SLOTS];
+struct acct_cache {
+    struct acct_slot s[ACCT_SLOTS];
     uint64_t tick;
 };
 
@@ -100,11 +106,13 @@ static int cache_ok;
 
 static void cache_free(void *p)
 {
-    struct key_cache *kc = p;
+    struct acct_cache *ac = p;
 
-    for (size_t i = 0; i < KEY_SLOTS; i++)
-        EVP_PKEY_free(kc->s[i].key);
-    free(kc);
+    for (size_t i = 0; i < ACCT_SLOTS; i++) {
+        EVP_PKEY_free(ac->s[i].key);
+        json_decref(ac->s[i].doc);
+    }
+    free(ac);
 }
 
 static void cache_init(void)
@@ -112,79 +120,132 @@ static void cache_init(void)
     cache_ok = pthread_key_create(&cache_key, cache_free) == 0;
 }
 
-static struct key_cache *thread_cache(void)
+static struct acct_cache *thread_cache(void)
 {
-    struct key_cache *kc;
+    struct acct_cache *ac;
 
     if (pthread_once(&cache_once, cache_init) != 0 || !cache_ok)
         return NULL;
-    if ((kc = pthread_getspecific(cache_key)) == NULL && (kc = calloc(1, sizeof(*kc))) != NULL &&
-        pthread_setspecific(cache_key, kc) != 0) {
-        free(kc);
-        kc = NULL;
+    if ((ac = pthread_getspecific(cache_key)) == NULL && (ac = calloc(1, sizeof(*ac))) != NULL &&
+        pthread_setspecific(cache_key, ac) != 0) {
+        free(ac);
+        ac = NULL;
     }
-    return kc;
+    return ac;
 }
 
-/* The account's key as a new reference: from this thread's cache when
- * (id, thumbprint) match, else imported from jwk and remembered. */
-static int account_key(const char *id, const char *thumb, const json_t *jwk, EVP_PKEY **out,
-                       struct ut_err *err)
+static struct acct_slot *slot_of(struct acct_cache *ac, const char *id)
 {
-    struct key_cache *kc = thread_cache();
-    struct key_slot *victim = NULL;
+    for (size_t i = 0; ac && i < ACCT_SLOTS; i++) {
+        if (ac->s[i].key && strcmp(ac->s[i].id, id) == 0)
+            return &ac->s[i];
+    }
+    return NULL;
+}
+
+static struct acct_slot *victim_of(struct acct_cache *ac)
+{
+    struct acct_slot *v = &ac->s[0];
+
+    for (size_t i = 1; i < ACCT_SLOTS; i++) {
+        if (ac->s[i].used < v->used)
+            v = &ac->s[i];
+    }
+    return v;
+}
+
+/* The accounts table counter, or 0 without a replica (no caching then). */
+static uint64_t accounts_gen(struct akamu *k, int *ok)
+{
+    int h = k->replica ? crdt_table_handle(k->replica, "accounts") : -1;
+
+    *ok = h >= 0;
+    return h >= 0 ? crdt_table_generation(k->replica, h) : 0;
+}
+
+/* A cached account of this generation: c->account and c->key as new
+ * references. 1 hit, 0 miss. */
+static int cached_account(struct akamu *k, struct akm_ctx *c)
+{
+    struct acct_cache *ac = thread_cache();
+    struct acct_slot *sl;
+    int ok;
+    uint64_t gen = accounts_gen(k, &ok);
+
+    if (!ok || (sl = slot_of(ac, c->account_id)) == NULL || sl->doc == NULL || sl->gen != gen ||
+        EVP_PKEY_up_ref(sl->key) != 1)
+        return 0;
+    sl->used = ++ac->tick;
+    c->key = sl->key;
+    c->account = json_incref(sl->doc);
+    return 1;
+}
+
+/* After a miss: c->account was read (the table counter gen read before
+ * it); c->key gets the account's key, re-imported only when (id,
+ * thumbprint) is not cached, and the slot remembers both. */
+static int fill_account(struct akamu *k, struct akm_ctx *c, uint64_t gen, int gen_ok,
+                        struct ut_err *err)
+{
+    struct acct_cache *ac = thread_cache();
+    const char *thumb = json_string_value(json_object_get(c->account, "thumbprint"));
+    const json_t *jwk = json_object_get(c->account, "jwk");
+    struct acct_slot *sl = slot_of(ac, c->account_id);
     int rc;
 
-    if (kc && thumb && strlen(thumb) < sizeof(kc->s[0].thumb) && strlen(id) <= AKM_ID_LEN) {
-        for (size_t i = 0; i < KEY_SLOTS; i++) {
-            struct key_slot *sl = &kc->s[i];
-
-            if (sl->key && strcmp(sl->id, id) == 0 && strcmp(sl->thumb, thumb) == 0 &&
-                EVP_PKEY_up_ref(sl->key) == 1) {
-                sl->used = ++kc->tick;
-                *out = sl->key;
-                return 0;
-            }
-            if (victim == NULL || sl->used < victim->used)
-                victim = sl;
-        }
+    if (sl && thumb && strcmp(sl->thumb, thumb) == 0 && EVP_PKEY_up_ref(sl->key) == 1) {
+        c->key = sl->key;
+    } else {
+        if ((rc = akm_jwk_to_pkey(jwk, &c->key, err)) < 0)
+            return rc;
+        if (ac == NULL || thumb == NULL || strlen(thumb) >= sizeof(sl->thumb) ||
+            EVP_PKEY_up_ref(c->key) != 1)
+            return 0;
+        if (sl == NULL)
+            sl = victim_of(ac);
+        EVP_PKEY_free(sl->key);
+        sl->key = c->key;
+        snprintf(sl->id, sizeof(sl->id), "%s", c->account_id);
+        snprintf(sl->thumb, sizeof(sl->thumb), "%s", thumb);
     }
-    if ((rc = akm_jwk_to_pkey(jwk, out, err)) < 0 || victim == NULL)
-        return rc;
-    if (EVP_PKEY_up_ref(*out) != 1)
-        return 0;
-    EVP_PKEY_free(victim->key);
-    victim->key = *out;
-    snprintf(victim->id, sizeof(victim->id), "%s", id);
-    snprintf(victim->thumb, sizeof(victim->thumb), "%s", thumb);
-    victim->used = ++kc->tick;
+    json_decref(sl->doc);
+    sl->doc = gen_ok ? json_incref(c->account) : NULL;
+    sl->gen = gen;
+    sl->used = ++ac->tick;
     return 0;
 }
 
+/* The account of kid: 0 with c->account and c->key, 1 forwarded to the
+ * node that created it (not replicated here yet), -1 replied. */
 static int by_kid(struct akamu *k, struct http_req *r, const char *kid, struct akm_ctx *c)
 {
     struct ut_err e = {{0}};
     const char *status;
-    const json_t *jwk;
-    int rc;
+    uint64_t gen;
+    int rc, gen_ok;
 
-    if (akm_url_id(k, kid, "/acme/acct/", c->account_id, sizeof(c->account_id)) < 0 ||
-        (c->account = akm_get(k, "accounts", c->account_id)) == NULL) {
+    if (akm_url_id(k, kid, "/acme/acct/", c->account_id, sizeof(c->account_id)) < 0) {
         akm_problem(k, r, 400, "accountDoesNotExist", "kid \"%.200s\": no such account", kid);
         return -1;
+    }
+    if (!cached_account(k, c)) {
+        gen = accounts_gen(k, &gen_ok); /* before the read: a later change shows */
+        if (akm_forward_absent(k, r, "accounts", c->account_id) == 1)
+            return 1;
+        if ((c->account = akm_get(k, "accounts", c->account_id)) == NULL) {
+            akm_problem(k, r, 400, "accountDoesNotExist", "kid \"%.200s\": no such account", kid);
+            return -1;
+        }
+        if ((rc = fill_account(k, c, gen, gen_ok, &e)) < 0) {
+            akm_problem(k, r, 500, "serverInternal", "account %s: stored key unusable: %s",
+                        c->account_id, e.msg);
+            return -1;
+        }
     }
     status = json_string_value(json_object_get(c->account, "status"));
     if (status == NULL || strcmp(status, "valid") != 0) {
         akm_problem(k, r, 401, "unauthorized", "account %s is %s", c->account_id,
                     status ? status : "unusable");
-        return -1;
-    }
-    jwk = json_object_get(c->account, "jwk");
-    if ((rc = account_key(c->account_id,
-                          json_string_value(json_object_get(c->account, "thumbprint")), jwk,
-                          &c->key, &e)) < 0) {
-        akm_problem(k, r, 500, "serverInternal", "account %s: stored key unusable: %s",
-                    c->account_id, e.msg);
         return -1;
     }
     snprintf(c->thumbprint, sizeof(c->thumbprint), "%s",
@@ -217,17 +278,6 @@ static int nonce_step(struct akamu *k, struct http_req *r, enum akm_hop hop, str
         return -1;
     }
     return 0;
-}
-
-/* The account of a kid that another node created and that is not here
- * yet: 1 forwarded to that node, else 0. */
-static int kid_elsewhere(struct akamu *k, struct http_req *r, const char *kid)
-{
-    char id[AKM_ID_LEN + 1];
-
-    if (akm_url_id(k, kid, "/acme/acct/", id, sizeof(id)) < 0)
-        return 0;
-    return akm_forward_absent(k, r, "accounts", id);
 }
 
 int akm_auth(struct akamu *k, struct http_req *r, unsigned modes, struct akm_ctx *c)
@@ -293,7 +343,7 @@ int akm_auth_at(struct akamu *k, struct http_req *r, unsigned modes, const char 
             akm_problem(k, r, 400, "malformed", "this resource needs a \"jwk\", not a \"kid\"");
             goto fail;
         }
-        if (kid_elsewhere(k, r, kid) == 1 || by_kid(k, r, kid, c) < 0)
+        if (by_kid(k, r, kid, c) != 0)
             goto fail;
     } else {
         if (!(modes & AKM_AUTH_JWK)) {

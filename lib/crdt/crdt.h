@@ -244,6 +244,15 @@ int crdt_vv_load(struct crdt_replica *r, sqlite3 *db, struct crdt_vv *out, struc
  * did). It moves after the commit, so read it before loading the vector or
  * scanning: a change committed after the read shows up as a new value. */
 uint64_t crdt_generation(struct crdt_replica *r);
+/* The same for one table: moves after every commit that wrote or applied
+ * rows of that table, or in which GC or a re-sync removed rows (of any
+ * table: those move all counters). Starts at 0 in each process. For caches
+ * of a table that rarely changes (akamu's accounts), where the replica's
+ * counter would move with every other write. The handle (index) comes from
+ * crdt_table_handle: >= 0, or -ENOENT for an unknown table; a bad handle
+ * reads 0. */
+int crdt_table_handle(struct crdt_replica *r, const char *tbl);
+uint64_t crdt_table_generation(struct crdt_replica *r, int handle);
 
 /* Result of merging one remote entry. */
 enum crdt_apply_result {

@@ -30,6 +30,8 @@ struct crdt_tbl {
     char *name;
     size_t len;
     enum crdt_kind kind;
+    /* As the replica's pending/generation, for this table alone. */
+    atomic_uint_fast64_t pending, generation;
 };
 
 struct crdt_replica {
@@ -99,6 +101,21 @@ int crdt_db_err_(struct ut_err *err, sqlite3 *db, const char *fn, const char *wh
 static inline void crdt_mark_dirty_(struct crdt_replica *r)
 {
     atomic_fetch_add_explicit(&r->pending, 1, memory_order_relaxed);
+}
+
+/* The same for a change to rows of table t (one of r->tables). */
+static inline void crdt_mark_table_dirty_(struct crdt_replica *r, const struct crdt_tbl *t)
+{
+    atomic_fetch_add_explicit(&r->tables[t - r->tables].pending, 1, memory_order_relaxed);
+    crdt_mark_dirty_(r);
+}
+
+/* Rows of any table may have changed (GC, re-sync). */
+static inline void crdt_mark_all_dirty_(struct crdt_replica *r)
+{
+    for (size_t i = 0; i < r->n_tables; i++)
+        atomic_fetch_add_explicit(&r->tables[i].pending, 1, memory_order_relaxed);
+    crdt_mark_dirty_(r);
 }
 
 /* crdt_put, also for the built-in tables when internal is nonzero. */

@@ -82,6 +82,8 @@ int crdt_gc(struct crdt_replica *r, sqlite3 *db, uint64_t *purged, struct ut_err
             return rc;
         atomic_store(&r->gc_mark_ms, mark);
     }
+    if (total > 0)
+        crdt_mark_all_dirty_(r); /* an expired row read as live is gone */
     if (purged != NULL)
         *purged = total;
     return 0;

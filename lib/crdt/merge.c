@@ -237,7 +237,7 @@ static int local_write(struct crdt_replica *r, sqlite3 *db, const char *fn, stru
         rc = -EIO;
     }
     if (rc == 0)
-        crdt_mark_dirty_(r);
+        crdt_mark_table_dirty_(r, w->t);
     return rc;
 }
 
@@ -443,6 +443,6 @@ int crdt_apply_ex(struct crdt_replica *r, sqlite3 *db, const struct crdt_entry *
     }
     if (!won)
         return CRDT_OLDER;
-    crdt_mark_dirty_(r);
+    crdt_mark_table_dirty_(r, w.t);
     return CRDT_APPLIED;
 }

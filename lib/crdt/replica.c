@@ -161,6 +161,12 @@ static void commit_hook(void *arg)
 
     if (p == 0)
         return;
+    for (size_t i = 0; i < r->n_tables; i++) {
+        uint64_t q = atomic_exchange_explicit(&r->tables[i].pending, 0, memory_order_relaxed);
+
+        if (q)
+            atomic_fetch_add_explicit(&r->tables[i].generation, q, memory_order_release);
+    }
     atomic_fetch_add_explicit(&r->generation, p, memory_order_release);
     pthread_mutex_lock(&r->cb_mu);
     if (r->cb != NULL)
@@ -363,4 +369,18 @@ void crdt_set_change_cb(struct crdt_replica *r, crdt_change_fn fn, void *arg)
 uint64_t crdt_generation(struct crdt_replica *r)
 {
     return atomic_load_explicit(&r->generation, memory_order_acquire);
+}
+
+int crdt_table_handle(struct crdt_replica *r, const char *tbl)
+{
+    const struct crdt_tbl *t = r && tbl ? crdt_tbl_find_(r, tbl) : NULL;
+
+    return t ? (int)(t - r->tables) : -ENOENT;
+}
+
+uint64_t crdt_table_generation(struct crdt_replica *r, int handle)
+{
+    if (r == NULL || handle < 0 || (size_t)handle >= r->n_tables)
+        return 0;
+    return atomic_load_explicit(&r->tables[handle].generation, memory_order_acquire);
 }

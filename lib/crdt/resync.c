@@ -121,6 +121,8 @@ int crdt_resync_end(struct crdt_replica *r, sqlite3 *db, int drop, uint64_t *dro
         if (rc != SQLITE_DONE)
             return crdt_db_err_(err, db, "crdt_resync_end", "deleting the unconfirmed rows");
         n = (uint64_t)sqlite3_changes(db);
+        if (n > 0)
+            crdt_mark_all_dirty_(r);
     }
     if (sqlite3_exec(
             db,

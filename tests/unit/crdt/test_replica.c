@@ -769,6 +769,37 @@ static void test_open_validation(void **state)
     assert_int_equal(crdt_replica_open(NULL, NULL, NULL, &err), -EINVAL);
 }
 
+/* Per-table counters: a write moves its table's counter (after the
+ * commit) and the replica's, not the other tables'; a merged entry too;
+ * unknown tables have no handle. */
+static void test_table_generation(void **state)
+{
+    struct rep *a = rep_new("A", 0);
+    struct ut_err err = {{0}};
+    int kv = crdt_table_handle(a->r, "kv"), ses = crdt_table_handle(a->r, "sessions");
+    uint64_t g_kv, g_ses, g_all;
+    struct crdt_entry e = {"sessions", "s1", (const uint8_t *)"{}", 2, CRDT_HLC_MAKE(T0, 1), "B", 1,
+                           0,          0};
+
+    (void)state;
+    assert_true(kv >= 0 && ses >= 0 && kv != ses);
+    assert_int_equal(crdt_table_handle(a->r, "nope"), -ENOENT);
+    assert_int_equal(crdt_table_handle(a->r, "crdt_leases") >= 0, 1);
+    assert_int_equal(crdt_table_generation(a->r, 99), 0);
+    g_kv = crdt_table_generation(a->r, kv);
+    g_ses = crdt_table_generation(a->r, ses);
+    g_all = crdt_generation(a->r);
+    rep_put(a, "kv", "k", "v");
+    assert_true(crdt_table_generation(a->r, kv) > g_kv);
+    assert_int_equal(crdt_table_generation(a->r, ses), g_ses);
+    assert_true(crdt_generation(a->r) > g_all);
+    g_kv = crdt_table_generation(a->r, kv);
+    assert_int_equal(rep_apply(a, &e, &err), CRDT_APPLIED);
+    assert_true(crdt_table_generation(a->r, ses) > g_ses);
+    assert_int_equal(crdt_table_generation(a->r, kv), g_kv);
+    rep_free(a);
+}
+
 /* indexed_fields: names checked; the index exists and serves a filtered,
  * ordered query on a table's view (no table scan), with the same rows a
  * scan gives. */
@@ -906,6 +937,7 @@ int main(void)
         cmocka_unit_test(test_open_validation),
         cmocka_unit_test(test_write_validation),
         cmocka_unit_test(test_indexed_fields),
+        cmocka_unit_test(test_table_generation),
     };
 
     ut_log_set_level(UT_LOG_WARN);
