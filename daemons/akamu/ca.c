@@ -30,6 +30,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include "util/b64.h"
 #include "util/hex.h"
 #include "util/log.h"
 #include "util/mem.h"
@@ -1701,6 +1702,49 @@ static int issue_check(const struct akm_issue_req *r, struct akm_names_ *names, 
     return 0;
 }
 
+/* The CSR's SubjectPublicKeyInfo, as encoded, into the new certificate.
+ * X509_set_pubkey would encode the CSR's EVP_PKEY and decode it again
+ * through freshly built OpenSSL 3 encoder/decoder contexts (the largest
+ * single cost of an issuance); the bytes are the same. The certificate's
+ * X509_PUBKEY is new and empty, so nothing cached in it goes stale. */
+static int copy_spki(X509 *x, X509_REQ *req)
+{
+    X509_PUBKEY *from = X509_REQ_get_X509_PUBKEY(req), *to = X509_get_X509_PUBKEY(x);
+    const ASN1_OBJECT *obj;
+    const void *pval;
+    X509_ALGOR *alg;
+    const unsigned char *bits;
+    unsigned char *enc = NULL;
+    ASN1_OBJECT *aobj = NULL;
+    void *param = NULL;
+    int ptype, nbits;
+
+    if (from == NULL || to == NULL ||
+        X509_PUBKEY_get0_param(NULL, &bits, &nbits, &alg, from) != 1 || nbits <= 0)
+        return -1;
+    X509_ALGOR_get0(&obj, &ptype, &pval, alg);
+    if ((aobj = OBJ_dup(obj)) == NULL || (enc = OPENSSL_memdup(bits, (size_t)nbits)) == NULL)
+        goto fail;
+    if (ptype == V_ASN1_OBJECT) {
+        if ((param = OBJ_dup(pval)) == NULL)
+            goto fail;
+    } else if (ptype != V_ASN1_UNDEF && ptype != V_ASN1_NULL) {
+        if ((param = ASN1_STRING_dup(pval)) == NULL)
+            goto fail;
+    }
+    if (X509_PUBKEY_set0_param(to, aobj, ptype, param, enc, nbits) != 1)
+        goto fail;
+    return 0;
+fail:
+    ASN1_OBJECT_free(aobj);
+    if (ptype == V_ASN1_OBJECT)
+        ASN1_OBJECT_free(param);
+    else
+        ASN1_STRING_free(param);
+    OPENSSL_free(enc);
+    return -1;
+}
+
 int akm_ca_issue(const struct akm_ca *ca, const struct akm_issue_req *r, struct akm_issued *out,
                  struct ut_err *err)
 {
@@ -1759,8 +1803,7 @@ int akm_ca_issue(const struct akm_ca *ca, const struct akm_issue_req *r, struct 
     if (X509_set_version(x, X509_VERSION_3) != 1 || X509_set_serialNumber(x, sn) != 1 ||
         X509_set_issuer_name(x, X509_get_subject_name(ca->cert)) != 1 ||
         ASN1_TIME_set(X509_getm_notBefore(x), (time_t)nb) == NULL ||
-        ASN1_TIME_set(X509_getm_notAfter(x), (time_t)na) == NULL ||
-        X509_set_pubkey(x, r->csr->pub) != 1 ||
+        ASN1_TIME_set(X509_getm_notAfter(x), (time_t)na) == NULL || copy_spki(x, r->csr->req) < 0 ||
         (cn != NULL &&
          X509_NAME_add_entry_by_NID(X509_get_subject_name(x), NID_commonName, MBSTRING_ASC,
                                     (const unsigned char *)cn, -1, -1, 0) != 1)) {
@@ -1817,36 +1860,79 @@ void akm_issued_clear(struct akm_issued *i)
     memset(i, 0, sizeof(*i));
 }
 
+/* 1 when der is one DER SEQUENCE (tag 0x30, definite length) filling
+ * exactly len bytes: the shape of a certificate, checked without parsing
+ * it (a full d2i_X509 decodes the subject key through OpenSSL 3's decoder,
+ * the largest cost of a download). */
+static int der_sequence_fills(const uint8_t *der, size_t len)
+{
+    size_t body, hdr = 2;
+
+    if (der == NULL || len < 2 || der[0] != 0x30)
+        return 0;
+    if (der[1] < 0x80) {
+        body = der[1];
+    } else {
+        size_t nb = der[1] & 0x7f;
+
+        if (nb == 0 || nb > 4 || len < 2 + nb)
+            return 0;
+        body = 0;
+        for (size_t i = 0; i < nb; i++)
+            body = body << 8 | der[2 + i];
+        hdr += nb;
+    }
+    return hdr + body == len;
+}
+
 int akm_ca_chain_pem(const struct akm_ca *ca, const uint8_t *leaf_der, size_t len, char **pem_out,
                      size_t *pem_len, struct ut_err *err)
 {
-    const char *why = NULL;
-    X509 *x = NULL;
-    BIO *b = NULL;
-    int rc = -EINVAL;
+    static const char begin[] = "-----BEGIN CERTIFICATE-----\n",
+                      end[] = "-----END CERTIFICATE-----\n";
+    size_t b64len, lines, ca_len, total, o = 0;
+    char *b64 = NULL, *pem = NULL;
 
     if (pem_out == NULL)
         return -EINVAL;
     *pem_out = NULL;
     if (ca == NULL)
         return -EINVAL;
-    x = parse_cert_der(leaf_der, len, &why);
-    if (x == NULL) {
-        ut_err_set(err, "chain: %s", why);
-        goto out;
+    /* The stored DER is what this CA (or a peer under the same CA) issued;
+     * its shape is checked, the PEM is its base64 in 64-column lines as
+     * PEM_write_bio_X509 writes it (tests/unit compares the two). */
+    if (len == 0 || len > AKM_CERT_MAX_DER || !der_sequence_fills(leaf_der, len)) {
+        ut_err_set(err, "chain: the stored certificate is not one DER SEQUENCE (%zu bytes)", len);
+        return -EINVAL;
     }
-    rc = -ENOMEM;
-    b = BIO_new(BIO_s_mem());
-    if (b == NULL)
-        goto out;
-    if (PEM_write_bio_X509(b, x) != 1 || BIO_puts(b, ca->pem) != (int)strlen(ca->pem))
-        goto out;
-    rc = bio_to_string(b, pem_out, pem_len);
-out:
-    BIO_free(b);
-    X509_free(x);
-    ERR_clear_error();
-    return rc;
+    b64len = ut_b64_enclen(len, 0);
+    lines = (b64len + 63) / 64;
+    ca_len = strlen(ca->pem);
+    total = sizeof(begin) - 1 + b64len + lines + sizeof(end) - 1 + ca_len;
+    if ((b64 = malloc(b64len + 1)) == NULL || (pem = malloc(total + 1)) == NULL) {
+        free(b64);
+        return -ENOMEM;
+    }
+    ut_b64_encode(leaf_der, len, b64, 0);
+    memcpy(pem + o, begin, sizeof(begin) - 1);
+    o += sizeof(begin) - 1;
+    for (size_t i = 0; i < b64len; i += 64) {
+        size_t n = b64len - i < 64 ? b64len - i : 64;
+
+        memcpy(pem + o, b64 + i, n);
+        o += n;
+        pem[o++] = '\n';
+    }
+    memcpy(pem + o, end, sizeof(end) - 1);
+    o += sizeof(end) - 1;
+    memcpy(pem + o, ca->pem, ca_len);
+    o += ca_len;
+    pem[o] = '\0';
+    free(b64);
+    *pem_out = pem;
+    if (pem_len)
+        *pem_len = o;
+    return 0;
 }
 
 /* ------------------------------------------------------------------ */

@@ -25,6 +25,7 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/sha.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
@@ -552,8 +553,20 @@ static void check_leaf(const struct akm_issued *is, const struct leaf_want *w)
     assert_int_equal(na, is->not_after);
     assert_int_equal(na - nb, (int64_t)w->days * 86400 - 1);
     assert_true(nb <= (int64_t)time(NULL) - 59 && nb >= (int64_t)time(NULL) - 120);
-    /* the CSR's key */
+    /* the CSR's key, and SKI = SHA-1 of its bits (RFC 5280 §4.2.1.2 (1)) */
     assert_int_equal(EVP_PKEY_eq(X509_get0_pubkey(x), w->key), 1);
+    {
+        const unsigned char *bits;
+        unsigned char md[SHA_DIGEST_LENGTH];
+        int nbits;
+
+        assert_int_equal(X509_PUBKEY_get0_param(NULL, &bits, &nbits, NULL, X509_get_X509_PUBKEY(x)),
+                         1);
+        SHA1(bits, (size_t)nbits, md);
+        assert_int_equal(ASN1_STRING_length(X509_get0_subject_key_id(x)), SHA_DIGEST_LENGTH);
+        assert_memory_equal(ASN1_STRING_get0_data(X509_get0_subject_key_id(x)), md,
+                            SHA_DIGEST_LENGTH);
+    }
     /* no CRL DP unless asked */
     assert_int_equal(X509_get_ext_by_NID(x, NID_crl_distribution_points, -1), -1);
     X509_free(x);
@@ -1643,6 +1656,20 @@ static void test_chain_pem(void **state)
     assert_memory_equal(d, is.der, is.der_len);
     OPENSSL_free(d);
     d = NULL;
+    /* byte for byte what PEM_write_bio_X509 writes, then the CA's PEM */
+    {
+        BIO *w = BIO_new(BIO_s_mem());
+        char *wp;
+        long wn;
+
+        assert_non_null(w);
+        assert_int_equal(PEM_write_bio_X509(w, x1), 1);
+        wn = BIO_get_mem_data(w, &wp);
+        assert_true(wn > 0 && (size_t)wn < pem_len);
+        assert_memory_equal(pem, wp, (size_t)wn);
+        assert_string_equal(pem + wn, akm_ca_cert_pem(F.ca));
+        BIO_free(w);
+    }
     n = i2d_X509(x2, &d);
     assert_int_equal((size_t)n, ca_len);
     assert_memory_equal(d, ca_der, ca_len);
@@ -1664,6 +1691,15 @@ static void test_chain_pem(void **state)
     pem = (char *)1;
     assert_int_equal(akm_ca_chain_pem(F.ca, is.der, 10, &pem, NULL, &err), -EINVAL);
     assert_null(pem);
+    /* not one DER SEQUENCE filling the stored bytes: refused */
+    {
+        uint8_t bad[4] = {0x04, 0x02, 0x00, 0x00}, more[4] = {0x30, 0x01, 0x00, 0x00};
+
+        assert_int_equal(akm_ca_chain_pem(F.ca, bad, sizeof(bad), &pem, NULL, &err), -EINVAL);
+        assert_int_equal(akm_ca_chain_pem(F.ca, more, sizeof(more), &pem, NULL, &err), -EINVAL);
+        assert_non_null(strstr(err.msg, "DER SEQUENCE"));
+        assert_null(pem);
+    }
     akm_issued_clear(&is);
     akm_csr_free(c);
 }
