@@ -126,13 +126,18 @@ static int open_job(sqlite3 *db, void *arg, struct ut_err *err)
     }
     for (size_t i = 0; i < c->o->n_indexed_fields; i++) {
         const char *f = c->o->indexed_fields[i];
-        char sql[160];
+        char sql[320];
 
-        /* Names were checked in crdt_replica_open: safe to splice. */
+        /* Names were checked in crdt_replica_open: safe to splice. Partial:
+         * only rows that have the member are indexed, so a write of a row
+         * without it (most tables lack most members) touches no entry of
+         * this index; "= ?" in a query implies IS NOT NULL, so SQLite
+         * still uses it. Replaces the full index of earlier versions. */
         snprintf(sql, sizeof(sql),
-                 "CREATE INDEX IF NOT EXISTS \"crdt_rows_by_%s\" ON crdt_rows(tbl, "
-                 "json_extract(value, '$.%s'), key)",
-                 f, f);
+                 "DROP INDEX IF EXISTS \"crdt_rows_by_%s\";"
+                 "CREATE INDEX IF NOT EXISTS \"crdt_rows_has_%s\" ON crdt_rows(tbl, "
+                 "json_extract(value, '$.%s'), key) WHERE json_extract(value, '$.%s') IS NOT NULL",
+                 f, f, f, f);
         if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK)
             return crdt_db_err_(err, db, "crdt_replica_open", "creating a field index");
     }

@@ -845,7 +845,7 @@ static void test_indexed_fields(void **state)
     while (sqlite3_step(st) == SQLITE_ROW)
         snprintf(plan, sizeof(plan), "%s", (const char *)sqlite3_column_text(st, 3));
     sqlite3_finalize(st);
-    assert_non_null(strstr(plan, "crdt_rows_by_account"));
+    assert_non_null(strstr(plan, "crdt_rows_has_account"));
     assert_int_equal(sqlite3_prepare_v2(rep_reader(p),
                                         "SELECT key FROM kv WHERE key > coalesce(?1, '') AND "
                                         "json_extract(value, '$.account') = 'a1' ORDER BY key",
