@@ -211,9 +211,28 @@ if [ "$FILL_CLIENTS" -gt 0 ]; then
     for name in https http; do
         url_var=URL_$name cookie_var=COOKIE_$name csrf_var=CSRF_$name
         echo "registering $FILL_CLIENTS more clients on ahdapa ($name)..."
+        # wrk runs for its whole -d even after every thread stopped itself,
+        # so it runs in the background and is stopped once the node's
+        # database holds the clients (read-only count, at most 900 s).
         COUNT=$FILL_CLIENTS FILL_THREADS=2 COOKIE=${!cookie_var} CSRF=${!csrf_var} \
-            timeout 900 wrk -t2 -c16 -d600s -s "$ROOT/bench/wrk/fill-clients.lua" \
-            "${!url_var}" >"$TMP/fill-$name.out" 2>&1 || die "filling clients failed"
+            wrk -t2 -c16 -d900s -s "$ROOT/bench/wrk/fill-clients.lua" \
+            "${!url_var}" >"$TMP/fill-$name.out" 2>&1 &
+        WRK_PID=$!
+        have=0
+        for _ in $(seq 900); do
+            have=$(python3 -c 'import sqlite3, sys
+db = sqlite3.connect("file:" + sys.argv[1] + "?mode=ro", uri=True, timeout=10)
+print(db.execute("SELECT count(*) FROM crdt_rows WHERE tbl = ? AND deleted = 0", ("clients",)).fetchone()[0])' \
+                "$TMP/$name/node.db" 2>/dev/null || echo 0)
+            [ "$have" -ge "$FILL_CLIENTS" ] && break
+            kill -0 "$WRK_PID" 2>/dev/null || break
+            sleep 1
+        done
+        kill -TERM "$WRK_PID" 2>/dev/null || true
+        wait "$WRK_PID" 2>/dev/null || true
+        WRK_PID=""
+        [ "$have" -ge "$FILL_CLIENTS" ] || die "filling clients failed ($have registered)"
+        echo "  $have clients registered"
     done
 fi
 
