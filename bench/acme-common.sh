@@ -4,6 +4,9 @@
 # results file), DURATION, GRACE, POLL_MS, PERF_DIR, PERF_CALLGRAPH and
 # KEEP_TMP.
 
+# shellcheck source=bench/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
 # stop_pid PID: TERM, then KILL after 5 s; waits for it.
 stop_pid() {
     local pid=$1 i
@@ -50,29 +53,7 @@ bench_setup() {
 }
 
 
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 
-# wait_ready NAME URL PID LOG: at most 15 s until GET URL answers 2xx-4xx.
-wait_ready() {
-    local name=$1 url=$2 pid=$3 log=$4 i
-    for i in $(seq 150); do
-        if curl -s --cacert "$TMP/tls-ca.pem" --max-time 1 -o /dev/null -w '%{http_code}' "$url" \
-            2>/dev/null | grep -q '^[2-4]'; then
-            return 0
-        fi
-        if ! kill -0 "$pid" 2>/dev/null; then
-            echo "$name exited during startup:" >&2
-            tail -20 "$log" >&2 || true
-            return 1
-        fi
-        sleep 0.1
-    done
-    echo "$name not ready after 15 s:" >&2
-    tail -20 "$log" >&2 || true
-    return 1
-}
 
 # make_pki: the throwaway TLS PKI in $TMP: tls-ca.pem (trusted by acme-load)
 # and tls.pem/tls.key for 127.0.0.1 and localhost.

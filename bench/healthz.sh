@@ -68,28 +68,8 @@ fi
 TMP=$(mktemp -d /tmp/healthz-bench.XXXXXX)
 chmod 755 "$TMP" # nginx workers may run as nobody when started by root
 
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-# Waits (at most 10 s) until GET /healthz answers over HTTPS.
-wait_ready() {
-    local name=$1 port=$2 pid=$3 log=$4 i
-    for i in $(seq 100); do
-        if curl -sk --max-time 1 "https://127.0.0.1:$port/healthz" 2>/dev/null | grep -q '"ok"'; then
-            return 0
-        fi
-        if ! kill -0 "$pid" 2>/dev/null; then
-            echo "$name exited during startup:" >&2
-            tail -20 "$log" >&2 || true
-            return 1
-        fi
-        sleep 0.1
-    done
-    echo "$name not ready after 10 s:" >&2
-    tail -20 "$log" >&2 || true
-    return 1
-}
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
     -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
@@ -132,7 +112,7 @@ EOF
 "$NGINX" -p "$TMP/nginx" -e "$TMP/nginx/error.log" -c "$TMP/nginx.conf" \
     >"$TMP/nginx/stdout.log" 2>&1 &
 PIDS+=($!)
-wait_ready nginx "$NGINX_PORT" "${PIDS[-1]}" "$TMP/nginx/error.log" || die "nginx did not start"
+wait_ready nginx "https://127.0.0.1:$NGINX_PORT/healthz" "${PIDS[-1]}" "$TMP/nginx/error.log" || die "nginx did not start"
 
 # ---- ahdapa ----
 AHDAPA_PORT=""
@@ -154,7 +134,7 @@ EOF
     (cd "$TMP/ahdapa" && AHDAPA_LOG_LEVEL=warn exec "$AHDAPA_BIN" -c "$TMP/ahdapa/ahdapa.toml") \
         >"$TMP/ahdapa/log" 2>&1 &
     PIDS+=($!)
-    wait_ready ahdapa "$AHDAPA_PORT" "${PIDS[-1]}" "$TMP/ahdapa/log" || die "ahdapa did not start"
+    wait_ready ahdapa "https://127.0.0.1:$AHDAPA_PORT/healthz" "${PIDS[-1]}" "$TMP/ahdapa/log" || die "ahdapa did not start"
 else
     echo "note: no ahdapa binary (argument, \$AHDAPA or build/daemons/ahdapa/ahdapa); nginx only" >&2
 fi

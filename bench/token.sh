@@ -89,28 +89,8 @@ fi
 
 TMP=$(mktemp -d /tmp/token-bench.XXXXXX)
 
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-# Waits (at most 15 s) until GET $url answers.
-wait_ready() {
-    local name=$1 url=$2 pid=$3 log=$4 i
-    for i in $(seq 150); do
-        if curl -sk --max-time 1 -o /dev/null -w '%{http_code}' "$url" 2>/dev/null | grep -q '^[2-4]'; then
-            return 0
-        fi
-        if ! kill -0 "$pid" 2>/dev/null; then
-            echo "$name exited during startup:" >&2
-            tail -20 "$log" >&2 || true
-            return 1
-        fi
-        sleep 0.1
-    done
-    echo "$name not ready after 15 s:" >&2
-    tail -20 "$log" >&2 || true
-    return 1
-}
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
     -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
