@@ -4,6 +4,7 @@
 #   ahdapa https  (AHDAPA_BIN, $AHDAPA, or build/daemons/ahdapa/ahdapa), TLS keep-alive
 #   ahdapa http   (the same binary, a second node without [tls]: plain HTTP)
 #   oidc-provider (bench/oidc-provider: pinned npm package, one Node process, plain HTTP)
+#   glewlwyd      (Debian's package, its OAuth2 plugin, SQLite, plain HTTP; token only)
 # Requests: POST /token with grant_type=client_credentials and
 # client_secret_post (bench/wrk/token.lua), then POST /introspect of a live
 # token (bench/wrk/introspect.lua), each with wrk -t$THREADS at every
@@ -25,7 +26,9 @@
 # Environment: DURATION (20s) THREADS (2) CONNS_LIST ("32 8") WARMUP (2s, "0"
 #              to skip) FILL_CLIENTS (0: extra clients to register on each
 #              ahdapa node before measuring, for RSS with many clients)
-#              SKIP_OIDC (1: no oidc-provider) SPEED_SECONDS (3)
+#              SKIP_OIDC (1: no oidc-provider) SKIP_GLEWLWYD (1: no glewlwyd;
+#              also skipped when Debian's glewlwyd is not installed)
+#              SPEED_SECONDS (3)
 set -euo pipefail
 
 DURATION=${DURATION:-20s}
@@ -34,6 +37,7 @@ CONNS_LIST=${CONNS_LIST:-"32 8"}
 WARMUP=${WARMUP:-2s}
 FILL_CLIENTS=${FILL_CLIENTS:-0}
 SKIP_OIDC=${SKIP_OIDC:-0}
+SKIP_GLEWLWYD=${SKIP_GLEWLWYD:-0}
 SPEED_SECONDS=${SPEED_SECONDS:-3}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PIDS=()
@@ -229,6 +233,73 @@ if [ "$SKIP_OIDC" != 1 ]; then
         "$TMP/oidc.log" || die "oidc-provider did not start"
 fi
 
+# ---- glewlwyd (Debian's package) ----
+# Its SQLite schema from the package's docs (which makes the admin user
+# admin/password and the database user and client modules), then through
+# its admin API: a scope "read", an instance "glwd" of the OAuth2 plugin
+# (oauth2-glewlwyd: client_credentials only, ES256 JWTs with a fresh P-256
+# key) and a confidential client. That plugin takes client credentials by
+# HTTP Basic only (client_secret_post gets 403), so its runs use
+# client_secret_basic. Its introspection is not measured.
+GLEW_URL=""
+if [ "$SKIP_GLEWLWYD" != 1 ] && ! command -v glewlwyd >/dev/null; then
+    echo "glewlwyd not installed (apt-get install glewlwyd): skipped" >&2
+    SKIP_GLEWLWYD=1
+fi
+if [ "$SKIP_GLEWLWYD" != 1 ]; then
+    gdir=$TMP/glewlwyd
+    mkdir -p "$gdir"
+    port=$(free_port)
+    zcat /usr/share/doc/glewlwyd/database/init.sqlite3.sql.gz |
+        python3 -c 'import sqlite3, sys; sqlite3.connect(sys.argv[1]).executescript(sys.stdin.read())' \
+            "$gdir/glewlwyd.db" || die "cannot create glewlwyd's database"
+    sed -e "s|^port=.*|port=$port|" -e "s|^external_url=.*|external_url=\"http://127.0.0.1:$port/\"|" \
+        -e 's|^log_mode=.*|log_mode="console"|' -e 's|^log_level=.*|log_level="WARNING"|' \
+        -e "s|@include \"/etc/glewlwyd/glewlwyd-db.conf\"|database = { type = \"sqlite3\" path = \"$gdir/glewlwyd.db\" };|" \
+        /etc/glewlwyd/glewlwyd.conf >"$gdir/glewlwyd.conf"
+    glewlwyd --config-file="$gdir/glewlwyd.conf" >"$gdir/log" 2>&1 &
+    PIDS+=($!)
+    PID_glew=${PIDS[-1]}
+    GLEW_URL=http://127.0.0.1:$port
+    wait_ready glewlwyd "$GLEW_URL/api/" "$PID_glew" "$gdir/log" || die "glewlwyd did not start"
+    openssl ecparam -name prime256v1 -genkey -noout -out "$gdir/ec.key" 2>/dev/null &&
+        openssl ec -in "$gdir/ec.key" -pubout -out "$gdir/ec.pub" 2>/dev/null ||
+        die "cannot make glewlwyd's signing key"
+    SECRET_glew=$(openssl rand -hex 32)
+    python3 - "$gdir" "$CLIENT_ID" "$SECRET_glew" <<'PYEOF' || die "glewlwyd setup files"
+import json, sys
+d, cid, secret = sys.argv[1:]
+plugin = {"module": "oauth2-glewlwyd", "name": "glwd", "display_name": "OAuth2", "enabled": True,
+          "parameters": {"url": "glwd", "jwt-type": "ecdsa", "jwt-key-size": "256",
+                         "key": open(d + "/ec.key").read(), "cert": open(d + "/ec.pub").read(),
+                         "access-token-duration": 3600, "refresh-token-duration": 1209600,
+                         "code-duration": 600, "refresh-token-rolling": False,
+                         "auth-type-code-enabled": False, "auth-type-implicit-enabled": False,
+                         "auth-type-password-enabled": False, "auth-type-client-enabled": True,
+                         "auth-type-refresh-enabled": False, "scope": []}}
+client = {"client_id": cid, "name": "bench", "description": "", "confidential": True,
+          "enabled": True, "password": secret, "authorization_type": ["client_credentials"],
+          "scope": ["read"], "redirect_uri": []}
+scope = {"name": "read", "display_name": "read", "description": "bench",
+         "password_required": False, "password_max_age": 0}
+for name, doc in (("plugin", plugin), ("client", client), ("scope", scope)):
+    json.dump(doc, open(f"{d}/{name}.json", "w"))
+PYEOF
+    curl -sf -c "$gdir/cookies" -H 'Content-Type: application/json' \
+        -d '{"username":"admin","password":"password"}' "$GLEW_URL/api/auth/" >/dev/null ||
+        die "glewlwyd admin login failed"
+    for what in scope:/api/scope/ plugin:/api/mod/plugin/ client:/api/client/?source=database; do
+        curl -sf -b "$gdir/cookies" -H 'Content-Type: application/json' \
+            -d @"$gdir/${what%%:*}.json" "$GLEW_URL${what#*:}" >/dev/null ||
+            die "glewlwyd: creating the ${what%%:*} failed"
+    done
+    GLEW_BASIC=$(printf '%s:%s' "$CLIENT_ID" "$SECRET_glew" | base64 -w0)
+    TOKEN=$(curl -sf -H "Authorization: Basic $GLEW_BASIC" -d 'grant_type=client_credentials&scope=read' \
+        "$GLEW_URL/api/glwd/token" | python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])') ||
+        die "no token from glewlwyd"
+    case "$TOKEN" in eyJ*.*.*) ;; *) die "glewlwyd did not issue a JWT access token" ;; esac
+fi
+
 # ---- measure ----
 # Prints "REQS P50_MS P99_MS ERRORS" from wrk's output.
 parse_wrk() {
@@ -332,6 +403,13 @@ if [ -n "$OIDC_URL" ]; then
         die "oidc-provider does not introspect its token as active"
     export TOKEN INTROSPECT_PATH=/token/introspection
     measure "oidc-provider introspect" "$PID_oidc" "$OIDC_URL" "$ROOT/bench/wrk/introspect.lua"
+fi
+
+if [ -n "$GLEW_URL" ]; then
+    export CLIENT_ID CLIENT_SECRET=$SECRET_glew TOKEN_EXTRA="&scope=read" TOKEN_PATH=/api/glwd/token \
+        TOKEN_BASIC=$GLEW_BASIC
+    measure "glewlwyd token" "$PID_glew" "$GLEW_URL" "$ROOT/bench/wrk/token.lua"
+    TOKEN_BASIC=""
 fi
 
 # ---- openssl speed ----
