@@ -31,6 +31,7 @@ struct akamu {
     struct http_server *admin;     /* admin API + gossip listener */
     struct cry_identity *identity; /* this node's gossip keys (node_keys) */
     struct crdt_replica *replica;  /* the replicated ACME tables */
+    int accounts_h;                /* crdt_table_handle of "accounts" (auth.c's cache) */
     struct gsp_engine *engine;     /* NULL in single-node mode */
     struct gsp_driver *driver;     /* NULL in single-node mode */
     struct akm_fwd *fwd;           /* cluster forwarding (forward.c) */

@@ -154,13 +154,12 @@ static struct acct_slot *victim_of(struct acct_cache *ac)
     return v;
 }
 
-/* The accounts table counter, or 0 without a replica (no caching then). */
+/* The accounts table counter (one atomic load), or 0 without a replica
+ * (no caching then). */
 static uint64_t accounts_gen(struct akamu *k, int *ok)
 {
-    int h = k->replica ? crdt_table_handle(k->replica, "accounts") : -1;
-
-    *ok = h >= 0;
-    return h >= 0 ? crdt_table_generation(k->replica, h) : 0;
+    *ok = k->replica != NULL && k->accounts_h >= 0;
+    return *ok ? crdt_table_generation(k->replica, k->accounts_h) : 0;
 }
 
 /* A cached account of this generation: c->account and c->key as new
@@ -230,9 +229,10 @@ static int by_kid(struct akamu *k, struct http_req *r, const char *kid, struct a
     }
     if (!cached_account(k, c)) {
         gen = accounts_gen(k, &gen_ok); /* before the read: a later change shows */
-        if (akm_forward_absent(k, r, "accounts", c->account_id) == 1)
-            return 1;
         if ((c->account = akm_get(k, "accounts", c->account_id)) == NULL) {
+            /* another node's account not replicated here yet: to its creator */
+            if (akm_forward_absent(k, r, "accounts", c->account_id) == 1)
+                return 1;
             akm_problem(k, r, 400, "accountDoesNotExist", "kid \"%.200s\": no such account", kid);
             return -1;
         }

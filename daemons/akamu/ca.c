@@ -13,6 +13,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1860,29 +1861,22 @@ void akm_issued_clear(struct akm_issued *i)
     memset(i, 0, sizeof(*i));
 }
 
-/* 1 when der is one DER SEQUENCE (tag 0x30, definite length) filling
- * exactly len bytes: the shape of a certificate, checked without parsing
- * it (a full d2i_X509 decodes the subject key through OpenSSL 3's decoder,
- * the largest cost of a download). */
+/* 1 when der is one DER SEQUENCE filling exactly len bytes: the shape of
+ * a certificate, checked from its header alone (ASN1_get_object) without
+ * parsing it: a full d2i_X509 decodes the subject key through OpenSSL 3's
+ * decoder, the largest cost of a download. */
 static int der_sequence_fills(const uint8_t *der, size_t len)
 {
-    size_t body, hdr = 2;
+    const unsigned char *p = der;
+    long body = 0;
+    int tag = 0, cls = 0, ret;
 
-    if (der == NULL || len < 2 || der[0] != 0x30)
+    if (der == NULL || len == 0 || len > LONG_MAX)
         return 0;
-    if (der[1] < 0x80) {
-        body = der[1];
-    } else {
-        size_t nb = der[1] & 0x7f;
-
-        if (nb == 0 || nb > 4 || len < 2 + nb)
-            return 0;
-        body = 0;
-        for (size_t i = 0; i < nb; i++)
-            body = body << 8 | der[2 + i];
-        hdr += nb;
-    }
-    return hdr + body == len;
+    ret = ASN1_get_object(&p, &body, &tag, &cls, (long)len);
+    ERR_clear_error();
+    return ret == V_ASN1_CONSTRUCTED && tag == V_ASN1_SEQUENCE && cls == V_ASN1_UNIVERSAL &&
+           (size_t)(p - der) + (size_t)body == len;
 }
 
 int akm_ca_chain_pem(const struct akm_ca *ca, const uint8_t *leaf_der, size_t len, char **pem_out,

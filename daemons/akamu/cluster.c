@@ -47,6 +47,7 @@ int akamu_cluster_open(struct akamu *a, const char *node_id, struct ut_err *err)
 
     if ((rc = crdt_replica_open(&a->replica, a->store, &co, err)) < 0)
         return rc;
+    a->accounts_h = crdt_table_handle(a->replica, "accounts");
     if (!c->gossip.present) {
         ut_log(UT_LOG_INFO, "gossip", "single-node mode (no [gossip] section)");
         return crdt_gc_autorun(a->replica, "gossip", err); /* GC without a gossip driver */
